@@ -1,0 +1,371 @@
+// Package cli is the bulwark-agent command line: enroll, run, status,
+// health and version. Run parses arguments and reports every error as one
+// line on stderr with a non-zero exit code; status and health are clients
+// of the daemon's local API (package localapi).
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bulwark-iot/bulwark/internal/agent"
+	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
+	"github.com/bulwark-iot/bulwark/internal/agent/state"
+	"github.com/bulwark-iot/bulwark/internal/api"
+)
+
+// Exit codes.
+const (
+	exitOK        = 0
+	exitFail      = 1 // the command failed
+	exitUsage     = 2 // bad command line
+	exitUnhealthy = 3 // health: the device is degraded or failing
+)
+
+const usage = `usage: bulwark-agent <command> [flags]
+
+Commands:
+  enroll    enrol this device with a Bulwark server (creates the device key)
+  run       run the agent daemon
+  status    show the running agent's status
+  health    show the device's local health summary
+  version   print the agent version
+
+Every command takes --state DIR (default ` + state.DefaultDir + `).
+Run "bulwark-agent <command> -h" for its flags.
+`
+
+// Run runs the command line args (without the program name) and returns
+// the process exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	c := &cmd{ctx: ctx, stdout: stdout, stderr: stderr, name: args[0]}
+	switch args[0] {
+	case "enroll":
+		return c.enroll(args[1:])
+	case "run":
+		return c.run(args[1:])
+	case "status":
+		return c.status(args[1:])
+	case "health":
+		return c.health(args[1:])
+	case "version":
+		return c.version(args[1:])
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "bulwark-agent: unknown command %q (run bulwark-agent help)\n", args[0])
+	return exitUsage
+}
+
+type cmd struct {
+	ctx            context.Context
+	stdout, stderr io.Writer
+	name           string
+}
+
+// errorf prints one error line and returns code.
+func (c *cmd) errorf(code int, format string, args ...any) int {
+	msg := fmt.Sprintf(format, args...)
+	msg = strings.Join(strings.Fields(msg), " ") // one line, always
+	fmt.Fprintf(c.stderr, "bulwark-agent %s: %s\n", c.name, msg)
+	return code
+}
+
+// flags returns the command's flag set with --state registered.
+func (c *cmd) flags(synopsis string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("bulwark-agent "+c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(c.stdout, "usage: bulwark-agent %s %s\n\nFlags:\n", c.name, synopsis)
+		fs.SetOutput(c.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	dir := fs.String("state", state.DefaultDir, "state `DIR` holding the device identity and the agent socket")
+	return fs, dir
+}
+
+// parse parses args; ok is false when the command must return code.
+func (c *cmd) parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return exitOK, false
+		}
+		return c.errorf(exitUsage, "%v (see bulwark-agent %s -h)", err, c.name), false
+	}
+	if fs.NArg() > 0 {
+		return c.errorf(exitUsage, "unexpected argument %q (see bulwark-agent %s -h)", fs.Arg(0), c.name), false
+	}
+	return 0, true
+}
+
+func (c *cmd) enroll(args []string) int {
+	fs, dir := c.flags("--server URL --token TOKEN --ca-cert FILE [--state DIR] [--force]")
+	server := fs.String("server", "", "server base `URL` (https://...); required")
+	token := fs.String("token", "", "enrolment `TOKEN` from the administrator; required unless --token-file is given")
+	tokenFile := fs.String("token-file", "", "read the enrolment token from `FILE` (keeps it out of the process list)")
+	caFile := fs.String("ca-cert", "", "PEM `FILE` with the CA that signed the server certificate; required, kept as the trust anchor")
+	force := fs.Bool("force", false, "enrol again even if already enrolled (keeps the device ID when the old key is present)")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	switch {
+	case *server == "":
+		return c.errorf(exitUsage, "--server is required")
+	case *token == "" && *tokenFile == "":
+		return c.errorf(exitUsage, "--token or --token-file is required")
+	case *token != "" && *tokenFile != "":
+		return c.errorf(exitUsage, "give --token or --token-file, not both")
+	case *caFile == "":
+		return c.errorf(exitUsage, "--ca-cert is required")
+	}
+	if *tokenFile != "" {
+		b, err := readSmall(*tokenFile)
+		if err != nil {
+			return c.errorf(exitFail, "reading --token-file: %v", err)
+		}
+		*token = strings.TrimSpace(string(b))
+		if *token == "" {
+			return c.errorf(exitFail, "--token-file %s is empty", *tokenFile)
+		}
+	}
+	caPEM, err := readSmall(*caFile)
+	if err != nil {
+		return c.errorf(exitFail, "reading --ca-cert: %v", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(caPEM) {
+		return c.errorf(exitFail, "--ca-cert %s holds no PEM certificate", *caFile)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Minute)
+	defer cancel()
+	st, err := agent.Enroll(ctx, agent.EnrollOptions{
+		StateDir: *dir, Server: *server, Token: *token, CAPEM: caPEM, Force: *force,
+	})
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), "enroll: ")
+		if strings.Contains(msg, "(401 invalid_token)") {
+			msg = "the server refused the enrolment token: " + msg
+		}
+		return c.errorf(exitFail, "%s", msg)
+	}
+	fmt.Fprintln(c.stdout, st.DeviceID)
+	fmt.Fprintf(c.stderr, "enrolled as device %s with %s; state in %s\nstart the agent with: bulwark-agent run --state %s\n",
+		st.DeviceID, st.Server, *dir, *dir)
+	return exitOK
+}
+
+// readSmall reads a file of at most 1 MiB.
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 1<<20 {
+		return nil, fmt.Errorf("%s is larger than 1 MiB", path)
+	}
+	return b, nil
+}
+
+func (c *cmd) run(args []string) int {
+	fs, dir := c.flags("[--state DIR] [--interval D] [--log-level LEVEL]")
+	interval := fs.Duration("interval", 0, "check-in `interval` (e.g. 30s); 0 means the interval the server asks for")
+	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	if *interval < 0 || (*interval > 0 && *interval < time.Second) {
+		return c.errorf(exitUsage, "--interval must be 0 (server's choice) or at least 1s, not %v", *interval)
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return c.errorf(exitUsage, "--log-level must be debug, info, warn or error, not %q", *level)
+	}
+	logger := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lv}))
+	err := agent.Run(c.ctx, agent.Config{StateDir: *dir, Interval: *interval}, logger)
+	if err != nil {
+		return c.errorf(exitFail, "%v", err)
+	}
+	return exitOK
+}
+
+func (c *cmd) status(args []string) int {
+	fs, dir := c.flags("[--json] [--state DIR]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	st, err := localapi.NewClient(filepath.Join(*dir, state.SocketFile)).Status(ctx)
+	if err != nil && !errors.Is(err, localapi.ErrNotRunning) {
+		return c.errorf(exitFail, "%v", err)
+	}
+	code := exitOK
+	if err != nil {
+		st = offlineStatus(*dir)
+		code = c.errorf(exitFail, "%v", err)
+	}
+	if *asJSON {
+		writeJSON(c.stdout, st)
+		return code
+	}
+	printStatus(c.stdout, st, time.Now())
+	return code
+}
+
+// offlineStatus describes the enrolment from the state files alone.
+func offlineStatus(dir string) *localapi.Status {
+	st := &localapi.Status{AgentVersion: agent.Version()}
+	rec, err := state.Load(dir)
+	if err != nil {
+		return st
+	}
+	st.Enrolled = true
+	st.DeviceID, st.Server, st.KeyAssurance = rec.DeviceID, rec.Server, rec.KeyAssurance
+	if !rec.EnrolledAt.IsZero() {
+		st.EnrolledAt = &rec.EnrolledAt
+	}
+	if b, err := readSmall(filepath.Join(dir, state.CertFile)); err == nil {
+		if p, _ := pem.Decode(b); p != nil {
+			if cert, err := x509.ParseCertificate(p.Bytes); err == nil {
+				st.CertificateSerial = cert.SerialNumber.Text(16)
+				st.CertificateNotAfter = &cert.NotAfter
+			}
+		}
+	}
+	return st
+}
+
+func printStatus(w io.Writer, st *localapi.Status, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	defer tw.Flush()
+	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return "never"
+		}
+		return t.Local().Format(time.RFC3339)
+	}
+	if st.DaemonRunning {
+		line("Daemon", fmt.Sprintf("running (pid %d, since %s)", st.PID, ts(st.StartedAt)))
+	} else {
+		line("Daemon", "not running")
+	}
+	line("Agent version", st.AgentVersion)
+	if !st.Enrolled {
+		line("Enrolled", "no")
+		return
+	}
+	line("Enrolled", "yes, "+ts(st.EnrolledAt))
+	line("Device ID", st.DeviceID)
+	line("Server", st.Server)
+	if st.KeyAssurance != "" {
+		line("Key assurance", st.KeyAssurance)
+	}
+	if st.CertificateNotAfter != nil {
+		left := st.CertificateNotAfter.Sub(now).Round(time.Minute)
+		if left > 0 {
+			line("Certificate", fmt.Sprintf("expires %s (in %s)", ts(st.CertificateNotAfter), left))
+		} else {
+			line("Certificate", fmt.Sprintf("EXPIRED %s", ts(st.CertificateNotAfter)))
+		}
+	}
+	if !st.DaemonRunning {
+		return
+	}
+	last := ts(st.LastCheckin)
+	if st.LastCheckinResult != "" {
+		last += " (" + st.LastCheckinResult + ")"
+	}
+	line("Last check-in", last)
+	line("Last success", ts(st.LastCheckinSuccess))
+	if st.LastError != "" {
+		line("Last error", st.LastError+" ("+ts(st.LastErrorAt)+")")
+	}
+	line("Pending acks", fmt.Sprint(st.PendingAcks))
+	line("Revoked", map[bool]string{true: "YES: the server has revoked this device", false: "no"}[st.Revoked])
+	if st.Health != nil {
+		line("Health", st.Health.Status)
+		for _, ch := range st.Health.Checks {
+			fmt.Fprintf(tw, "  %s\t%s: %s\n", ch.Name, ch.Status, ch.Detail)
+		}
+	}
+}
+
+func (c *cmd) health(args []string) int {
+	fs, dir := c.flags("[--json] [--state DIR]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Usage = wrapUsage(fs.Usage, c.stdout, "\nExit status: 0 healthy, 3 degraded or failing, 1 daemon unreachable.\n")
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	h, err := localapi.NewClient(filepath.Join(*dir, state.SocketFile)).Health(ctx)
+	if err != nil {
+		return c.errorf(exitFail, "%v", err)
+	}
+	if *asJSON {
+		writeJSON(c.stdout, h)
+	} else {
+		printHealth(c.stdout, h)
+	}
+	if h.Status != "ok" {
+		return exitUnhealthy
+	}
+	return exitOK
+}
+
+func wrapUsage(u func(), w io.Writer, extra string) func() {
+	return func() { u(); fmt.Fprint(w, extra) }
+}
+
+func printHealth(w io.Writer, h *api.Health) {
+	fmt.Fprintf(w, "Health: %s\n", h.Status)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, ch := range h.Checks {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ch.Name, ch.Status, ch.Detail)
+	}
+	tw.Flush()
+}
+
+func (c *cmd) version(args []string) int {
+	fs := flag.NewFlagSet("bulwark-agent version", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() { fmt.Fprintln(c.stdout, "usage: bulwark-agent version") }
+	if code, ok := c.parse(fs, args); !ok {
+		return code
+	}
+	fmt.Fprintf(c.stdout, "bulwark-agent %s (%s %s/%s)\n", agent.Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

@@ -1,0 +1,88 @@
+package agent
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/bulwark-iot/bulwark/internal/api"
+)
+
+// commandLoop long-polls the server for commands so that they arrive
+// within seconds. It pauses while the device is revoked.
+func (d *daemon) commandLoop(ctx context.Context) {
+	failures := 0
+	for ctx.Err() == nil {
+		if revoked, unrevoked := d.isRevoked(); revoked {
+			t := time.NewTimer(d.cfg.RevokedRetry)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			case <-unrevoked:
+			}
+			t.Stop()
+			// A long poll after RevokedRetry doubles as the hourly probe.
+		}
+		start := time.Now()
+		cmds, err := d.currentClient().WaitCommands(ctx, d.cfg.CommandWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			status, code := serverError(err)
+			if status == http.StatusForbidden && code == codeRevoked {
+				d.mu.Lock()
+				d.setRevokedLocked(true)
+				d.mu.Unlock()
+				continue
+			}
+			if _, isID := identityProblem(err); isID {
+				// The check-in loop reports and handles these.
+				failures = max(failures, 6)
+			}
+			delay := d.backoff(failures)
+			d.log.Warn("command poll failed", "err", err, "retry_in", delay.Round(time.Millisecond))
+			sleep(ctx, delay)
+			continue
+		}
+		failures = 0
+		fresh := 0
+		for _, c := range cmds {
+			if d.handle(c, "poll") {
+				fresh++
+			}
+		}
+		// A server that answers at once without new commands (say, one
+		// that repeats unacknowledged ones) must not make this spin.
+		if fresh == 0 && time.Since(start) < time.Second {
+			sleep(ctx, d.cfg.RetryMin)
+		}
+	}
+}
+
+// handle runs a command once, queues its acknowledgement and asks for a
+// check-in to deliver it. It reports whether the command was new.
+func (d *daemon) handle(c api.Command, via string) bool {
+	if c.ID == "" || len(c.ID) > 64 {
+		// It could not be acknowledged: the server would refuse the ack.
+		d.log.Warn("ignoring command with a bad id", "kind", c.Kind, "via", via)
+		return false
+	}
+	if !d.seen.add(c.ID) {
+		return false
+	}
+	ack := api.CommandAck{ID: c.ID, Status: "done"}
+	switch c.Kind {
+	case "ping":
+		ack.Detail = "pong"
+	case "checkin":
+		ack.Detail = "check-in triggered"
+	default:
+		ack.Status, ack.Detail = "failed", "unsupported command kind"
+	}
+	d.log.Info("command", "id", c.ID, "kind", c.Kind, "via", via, "status", ack.Status)
+	d.acks.add(ack)
+	d.triggerCheckin()
+	return true
+}

@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/bulwark-iot/bulwark/internal/agent/identity"
+	"github.com/bulwark-iot/bulwark/internal/agent/inventory"
+	"github.com/bulwark-iot/bulwark/internal/agent/state"
+	"github.com/bulwark-iot/bulwark/internal/api"
+	"github.com/bulwark-iot/bulwark/internal/deviceclient"
+)
+
+// EnrollOptions says how to enrol.
+type EnrollOptions struct {
+	// StateDir receives the identity; empty means state.DefaultDir.
+	StateDir string
+	// Server is the server's https:// base URL.
+	Server string
+	// Token is the enrolment token from the administrator.
+	Token string
+	// CAPEM is the trust anchor for the server certificate (PEM); it is
+	// kept as ca.pem.
+	CAPEM []byte
+	// Force replaces an existing enrolment. When that enrolment's key is
+	// readable, the request carries a proof of possession so that the
+	// server can keep the device's identity.
+	Force bool
+}
+
+// ErrAlreadyEnrolled is returned by Enroll when the state directory holds an
+// enrolment and Force is not set.
+var ErrAlreadyEnrolled = errors.New("already enrolled")
+
+// Enroll generates a device key (it never leaves the device), sends a CSR
+// and the inventory with the token, and stores the issued identity. On any
+// failure the state directory keeps what it had.
+func Enroll(ctx context.Context, o EnrollOptions) (*state.State, error) {
+	if o.StateDir == "" {
+		o.StateDir = state.DefaultDir
+	}
+	if u, err := url.Parse(o.Server); err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("server %q must be an https:// URL", o.Server)
+	}
+	if o.Token == "" {
+		return nil, errors.New("an enrolment token is required")
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(o.CAPEM) {
+		return nil, errors.New("the CA file holds no PEM certificate")
+	}
+	if err := state.EnsureDir(o.StateDir); err != nil {
+		return nil, err
+	}
+	if err := state.Recover(o.StateDir); err != nil {
+		return nil, err
+	}
+	prev, err := state.Load(o.StateDir)
+	switch {
+	case err == nil && !o.Force:
+		return nil, fmt.Errorf("%w as device %s (state dir %s); use --force to enrol again", ErrAlreadyEnrolled, prev.DeviceID, o.StateDir)
+	case err != nil && !errors.Is(err, state.ErrNotEnrolled) && !o.Force:
+		return nil, err
+	}
+
+	key, err := identity.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	csrPEM, err := deviceclient.NewCSR(key)
+	if err != nil {
+		return nil, err
+	}
+	inv := inventory.Collect(Version())
+	req := api.EnrollRequest{
+		Token:        o.Token,
+		CSR:          csrPEM,
+		KeyAssurance: identity.AssuranceSoftware,
+		Inventory:    &inv,
+	}
+	if prev != nil {
+		// Prove possession of the old key so the server may keep the
+		// device's identity; without the key, enrol as a new device.
+		if oldKey, err := identity.LoadKey(o.StateDir); err == nil {
+			b, _ := pem.Decode([]byte(csrPEM))
+			proof, err := identity.Proof(oldKey, b.Bytes)
+			if err != nil {
+				return nil, err
+			}
+			req.PreviousDeviceID, req.PreviousProof = prev.DeviceID, proof
+		}
+	}
+
+	c, err := deviceclient.New(deviceclient.Config{Server: o.Server, Roots: roots})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	resp, err := c.Enroll(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.DeviceID == "" || len(resp.DeviceID) > 64 {
+		return nil, errors.New("enroll: the server answered without a valid device ID")
+	}
+	if _, err := identity.NewSoftware(key, []byte(resp.Certificate)); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	st := &state.State{
+		DeviceID:        resp.DeviceID,
+		Server:          o.Server,
+		EnrolledAt:      time.Now().UTC().Truncate(time.Second),
+		KeyAssurance:    identity.AssuranceSoftware,
+		CheckinInterval: resp.CheckinInterval,
+	}
+	files, err := identity.Files(key, certOnly(resp.Certificate))
+	if err != nil {
+		return nil, err
+	}
+	files = append(files,
+		state.File{Name: state.CAFile, Data: o.CAPEM, Mode: 0o644},
+		state.File{Name: state.StateFile, Data: st.Marshal(), Mode: 0o600},
+	)
+	if err := state.Commit(o.StateDir, files); err != nil {
+		return nil, fmt.Errorf("enroll: storing the identity: %w", err)
+	}
+	if prev != nil && prev.DeviceID != st.DeviceID {
+		// Acknowledgements of the old device mean nothing to the new one.
+		if err := state.SaveAcks(o.StateDir, nil); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
