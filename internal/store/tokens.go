@@ -83,10 +83,15 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string) error {
 	return nil
 }
 
-// TouchAPIToken records a use of the token, at most once a minute.
-func (s *Store) TouchAPIToken(ctx context.Context, id string, at time.Time) error {
-	_, err := s.exec(ctx, `UPDATE api_tokens SET last_used = ? WHERE id = ? AND last_used < ?`, ts(at), id, ts(at.Add(-time.Minute)))
-	return err
+// TouchAPIToken records a use of the token, at most once a minute; it
+// reports whether it recorded one.
+func (s *Store) TouchAPIToken(ctx context.Context, id string, at time.Time) (bool, error) {
+	res, err := s.exec(ctx, `UPDATE api_tokens SET last_used = ? WHERE id = ? AND last_used < ?`, ts(at), id, ts(at.Add(-time.Minute)))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // EnrollToken is a device enrolment token.
