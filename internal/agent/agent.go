@@ -105,6 +105,7 @@ type daemon struct {
 
 	mu          sync.Mutex
 	client      *deviceclient.Client
+	pollCancel  context.CancelFunc // ends the command long poll in flight
 	caPEM       []byte
 	st          *state.State
 	id          identity.Identity
@@ -271,17 +272,13 @@ func (d *daemon) reloadIdentity() bool {
 	if string(id.Certificate().Certificate[0]) == string(d.id.Certificate().Certificate[0]) {
 		return false
 	}
-	if st.Server != d.st.Server || string(caPEM) != string(d.caPEM) {
-		c, err := newClient(st.Server, caPEM, id)
-		if err != nil {
-			d.log.Error("new identity on disk is unusable", "err", err)
-			return false
-		}
-		d.client.Close()
-		d.client, d.caPEM = c, caPEM
-	} else {
-		d.client.SetCertificate(id.Certificate())
+	c, err := newClient(st.Server, caPEM, id)
+	if err != nil {
+		d.log.Error("new identity on disk is unusable", "err", err)
+		return false
 	}
+	d.swapClientLocked(c)
+	d.caPEM = caPEM
 	if st.DeviceID != d.st.DeviceID {
 		d.acks.clear()
 	}
@@ -290,6 +287,31 @@ func (d *daemon) reloadIdentity() bool {
 	d.renewFails, d.renewAfter = 0, time.Time{}
 	d.setRevokedLocked(false)
 	return true
+}
+
+// swapClientLocked makes c the client for every new request and retires
+// the old one. A client keeps its HTTP/2 connection, and with it the
+// certificate of its TLS handshake, for as long as requests use it, so a
+// new identity needs new connections: the long poll in flight is cut short
+// and the old client closes its connections once that poll has returned.
+// d.mu is held.
+func (d *daemon) swapClientLocked(c *deviceclient.Client) {
+	old := d.client
+	d.client = c
+	if d.pollCancel != nil {
+		d.pollCancel()
+	}
+	old.Close()
+}
+
+// pollClient returns the client for a long poll and the context it must
+// use, which swapClientLocked cancels.
+func (d *daemon) pollClient(ctx context.Context) (*deviceclient.Client, context.Context, context.CancelFunc) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pctx, cancel := context.WithCancel(ctx)
+	d.pollCancel = cancel
+	return d.client, pctx, cancel
 }
 
 func (d *daemon) currentClient() *deviceclient.Client {

@@ -24,7 +24,17 @@ func (d *daemon) commandLoop(ctx context.Context) {
 			// A long poll after RevokedRetry doubles as the hourly probe.
 		}
 		start := time.Now()
-		cmds, err := d.currentClient().WaitCommands(ctx, d.cfg.CommandWait)
+		c, pctx, cancel := d.pollClient(ctx)
+		cmds, err := c.WaitCommands(pctx, d.cfg.CommandWait)
+		cancel()
+		if c != d.currentClient() {
+			// The identity changed during the poll: drop the
+			// connection that carried the old certificate.
+			c.Close()
+			if err != nil {
+				continue
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -65,12 +65,19 @@ func (d *daemon) renewOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.mu.Lock()
+	c, err := newClient(d.st.Server, d.caPEM, id)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if err := state.Commit(d.dir, files); err != nil {
+		c.Close()
 		return err
 	}
 	d.mu.Lock()
 	d.id = id
-	d.client.SetCertificate(id.Certificate())
+	d.swapClientLocked(c)
 	d.lastRenewal = time.Now()
 	d.renewFails, d.renewAfter = 0, time.Time{}
 	d.mu.Unlock()

@@ -52,17 +52,26 @@ type Server struct {
 	backdate   time.Duration
 	interval   int
 	failEnroll *api.Error
+	failRenew  *api.Error
+	failCheck  *api.Error
 }
 
 // Device is the server's record of one device.
 type Device struct {
-	ID         string
-	PublicKey  crypto.PublicKey
-	Revoked    bool
-	Enrolls    []api.EnrollRequest
-	Checkins   []api.CheckinRequest
-	Renewals   int
-	Polls      int
+	ID        string
+	PublicKey crypto.PublicKey
+	Revoked   bool
+	Enrolls   []api.EnrollRequest
+	Checkins  []api.CheckinRequest
+	Renewals  int
+	Polls     int
+	// Refused counts requests refused because the device is revoked.
+	Refused int
+	// Serial is the serial of the certificate of the last authenticated
+	// request.
+	Serial int64
+	// PollSerial is the serial of the certificate of the last long poll.
+	PollSerial int64
 	Acks       map[string]api.CommandAck
 	queue      []api.Command
 	delivered  map[string]bool
@@ -152,6 +161,21 @@ func (s *Server) FailEnroll(e *api.Error) {
 	s.failEnroll = e
 }
 
+// FailRenew makes renewals fail with e (nil: succeed).
+func (s *Server) FailRenew(e *api.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failRenew = e
+}
+
+// FailCheckin makes check-ins fail with e after authentication (nil:
+// succeed). e.Code "internal" answers 500.
+func (s *Server) FailCheckin(e *api.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failCheck = e
+}
+
 // Queue queues a command for a device and wakes its long poll.
 func (s *Server) Queue(deviceID string, c api.Command) {
 	s.update(func() {
@@ -221,6 +245,10 @@ func (s *Server) update(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f()
+	s.broadcastLocked()
+}
+
+func (s *Server) broadcastLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
@@ -315,8 +343,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	d.PublicKey, d.Revoked = csr.PublicKey, false
 	d.Enrolls = append(d.Enrolls, req)
 	d.certs = append(d.certs, cert)
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.broadcastLocked()
 	reply(w, api.EnrollResponse{
 		DeviceID: id, Certificate: string(certPEM), CACert: string(s.CAPEM),
 		NotAfter: cert.NotAfter, CheckinInterval: s.interval,
@@ -344,9 +371,12 @@ func (s *Server) authLocked(w http.ResponseWriter, r *http.Request) *Device {
 		return nil
 	}
 	if d.Revoked {
+		d.Refused++
+		s.broadcastLocked()
 		fail(w, 403, "device_revoked", "this device has been revoked")
 		return nil
 	}
+	d.Serial = leaf.SerialNumber.Int64()
 	return d
 }
 
@@ -362,6 +392,10 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 	if d == nil {
 		return
 	}
+	if s.failRenew != nil {
+		fail(w, 400, s.failRenew.Code, s.failRenew.Message)
+		return
+	}
 	csr, certPEM, cert, err := s.issueLocked(d.ID, req.CSR)
 	if err != nil {
 		fail(w, 400, "bad_request", err.Error())
@@ -370,8 +404,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 	d.PublicKey = csr.PublicKey
 	d.Renewals++
 	d.certs = append(d.certs, cert)
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.broadcastLocked()
 	reply(w, api.EnrollResponse{
 		DeviceID: d.ID, Certificate: string(certPEM), CACert: string(s.CAPEM),
 		NotAfter: cert.NotAfter, CheckinInterval: s.interval,
@@ -394,6 +427,14 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	if d == nil {
 		return
 	}
+	if e := s.failCheck; e != nil {
+		status := 400
+		if e.Code == "internal" {
+			status = 500
+		}
+		fail(w, status, e.Code, e.Message)
+		return
+	}
 	d.Checkins = append(d.Checkins, req)
 	for _, a := range req.Acks {
 		d.Acks[a.ID] = a
@@ -410,8 +451,7 @@ func (s *Server) checkin(w http.ResponseWriter, r *http.Request) {
 	}
 	d.queue = kept
 	resp.RenewCertificate, d.renewAsked = d.renewAsked, false
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.broadcastLocked()
 	reply(w, resp)
 }
 
@@ -433,9 +473,9 @@ func (s *Server) wait(w http.ResponseWriter, r *http.Request) {
 		}
 		if first {
 			d.Polls++
+			d.PollSerial = d.Serial
 			first = false
-			close(s.changed)
-			s.changed = make(chan struct{})
+			s.broadcastLocked()
 		}
 		var out []api.Command
 		for _, c := range d.queue {
