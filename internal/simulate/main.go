@@ -1,0 +1,152 @@
+package simulate
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const usage = `usage: bulwark simulate [flags]
+
+Enrols a fleet of simulated devices with a Bulwark server, has each check in
+once per interval, and prints one result line:
+
+  checkins/s=1987.3 p50=3.1ms p99=41.0ms errors=0
+
+Progress goes to stderr every second. The admin API token (allowed to create
+enrolment tokens) is read from BULWARK_TOKEN. Ctrl-C stops the check-ins,
+waits for those in flight and prints the result so far.
+
+flags:
+`
+
+// options are the parsed command line.
+type options struct {
+	cfg    Config
+	cacert string
+	json   bool
+}
+
+// flagSet declares the flags into o, taking defaults from getenv.
+func flagSet(o *options, getenv func(string) string) *flag.FlagSet {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.cfg.Server, "server", getenv("BULWARK_ADDR"), "server base `URL`, e.g. https://bulwark.example:8443 (default $BULWARK_ADDR)")
+	fs.IntVar(&o.cfg.Devices, "devices", DefaultDevices, "number of simulated devices")
+	fs.DurationVar(&o.cfg.Interval, "interval", DefaultInterval, "time between two check-ins of one device; first check-ins are spread evenly over the first interval")
+	fs.DurationVar(&o.cfg.Duration, "duration", DefaultDuration, "length of the measured check-in phase, after enrolment")
+	fs.IntVar(&o.cfg.EnrollConcurrency, "enroll-concurrency", DefaultEnrollConcurrency, "devices enrolling at once")
+	fs.StringVar(&o.cacert, "cacert", getenv("BULWARK_CACERT"), "PEM `file` of the CA that issued the server certificate (default $BULWARK_CACERT; empty: the system's roots)")
+	fs.StringVar(&o.cfg.Group, "group", "", "device `group` the simulated devices join (empty: none)")
+	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object instead of the result line")
+	return fs
+}
+
+// parseArgs parses the command line, taking defaults from getenv.
+func parseArgs(args []string, getenv func(string) string) (options, error) {
+	var o options
+	fs := flagSet(&o, getenv)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("simulate: %v (see bulwark simulate -h)", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("simulate: unexpected argument %q (see bulwark simulate -h)", fs.Arg(0))
+	case o.cfg.Devices < 1:
+		return o, fmt.Errorf("simulate: --devices %d: must be at least 1", o.cfg.Devices)
+	case o.cfg.Interval <= 0:
+		return o, fmt.Errorf("simulate: --interval %s: must be positive", o.cfg.Interval)
+	case o.cfg.Duration <= 0:
+		return o, fmt.Errorf("simulate: --duration %s: must be positive", o.cfg.Duration)
+	case o.cfg.EnrollConcurrency < 1:
+		return o, fmt.Errorf("simulate: --enroll-concurrency %d: must be at least 1", o.cfg.EnrollConcurrency)
+	case o.cfg.Server == "":
+		return o, errors.New("simulate: no server: use --server URL or set BULWARK_ADDR")
+	case !strings.HasPrefix(o.cfg.Server, "https://") || len(o.cfg.Server) == len("https://"):
+		return o, fmt.Errorf("simulate: --server %q: must be an https:// URL", o.cfg.Server)
+	}
+	o.cfg.Token = getenv("BULWARK_TOKEN")
+	if o.cfg.Token == "" {
+		return o, errors.New("simulate: BULWARK_TOKEN is not set: export an admin API token allowed to create enrolment tokens")
+	}
+	return o, nil
+}
+
+// loadRoots reads a PEM file of CA certificates.
+func loadRoots(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: --cacert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("simulate: --cacert %s: no PEM certificate in the file", file)
+	}
+	return pool, nil
+}
+
+// Main is `bulwark simulate`: it parses args, runs the simulation with
+// progress on stderr, and prints the result to stdout as one line (see
+// FormatResult) or, with --json, as one JSON object. Its errors are one
+// line each, starting with "simulate:". -h prints the usage to stderr and
+// returns nil.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseArgs(args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stderr)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if o.cacert != "" {
+		if o.cfg.Roots, err = loadRoots(o.cacert); err != nil {
+			return err
+		}
+	}
+
+	res, err := Run(ctx, o.cfg, stderr)
+	for _, s := range res.ErrorSamples {
+		fmt.Fprintf(stderr, "%s error ×%d: %s\n", s.Phase, s.Count, s.Message)
+	}
+	if err != nil && !errors.Is(err, ErrAllCheckinsFailed) {
+		return fmt.Errorf("simulate: %w", err)
+	}
+	if o.json {
+		if jerr := json.NewEncoder(stdout).Encode(res); jerr != nil {
+			return fmt.Errorf("simulate: writing the result: %w", jerr)
+		}
+	} else {
+		fmt.Fprintln(stdout, FormatResult(res))
+	}
+	if err != nil {
+		return fmt.Errorf("simulate: %w", err)
+	}
+	return nil
+}
+
+func printUsage(w io.Writer) {
+	var o options
+	fs := flagSet(&o, func(string) string { return "" })
+	fmt.Fprint(w, usage)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// FormatResult is the result line of `bulwark simulate`:
+//
+//	checkins/s=1987.3 p50=3.1ms p99=41.0ms errors=0
+//
+// with the rate and latencies to one decimal.
+func FormatResult(r Result) string {
+	return fmt.Sprintf("checkins/s=%.1f p50=%.1fms p99=%.1fms errors=%d", r.Rate, ms(r.P50), ms(r.P99), r.Errors)
+}
