@@ -45,8 +45,8 @@ func Version() string {
 	return "devel"
 }
 
-// Config configures the daemon. The zero value of every field other than
-// StateDir is a sensible production default.
+// Config configures the daemon. The zero value of every field is the
+// production default.
 type Config struct {
 	// StateDir holds the identity, the enrolment record and the socket;
 	// empty means state.DefaultDir (/var/lib/bulwark-agent).

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,9 @@ func TestEnrollCheckinCommands(t *testing.T) {
 	ci := d.Checkins[0]
 	if ci.Inventory.Hostname == "" || ci.Inventory.Kernel == "" || ci.Inventory.AgentVersion == "" {
 		t.Errorf("check-in inventory = %+v", ci.Inventory)
+	}
+	if d.Proto != "HTTP/2.0" {
+		t.Errorf("device API spoken over %s, want HTTP/2.0", d.Proto)
 	}
 	if ci.Health.Status == "" || len(ci.Health.Checks) != 3 {
 		t.Errorf("check-in health = %+v", ci.Health)
@@ -341,6 +345,7 @@ func TestAcksSurviveRestart(t *testing.T) {
 		t.Errorf("status with check-ins failing = %+v", s)
 	}
 	stop()
+	noDaemonGoroutines(t)
 
 	srv.FailCheckin(nil)
 	start(t, testConfig(dir))
@@ -352,6 +357,22 @@ func TestAcksSurviveRestart(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, state.AcksFile))
 		return errors.Is(err, os.ErrNotExist)
 	})
+}
+
+// noDaemonGoroutines fails if goroutines of a stopped agent remain.
+func noDaemonGoroutines(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for i := 0; ; i++ {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "agent.(*daemon)") && !strings.Contains(stacks, "localapi.(*Server)") {
+			return
+		}
+		if i == 100 {
+			t.Fatalf("agent goroutines left after Run returned:\n%s", stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestReenrollKeepsIdentity(t *testing.T) {

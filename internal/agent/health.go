@@ -19,8 +19,9 @@ const (
 // filesystem below which the disk check is degraded.
 const minFreeDisk = 0.05
 
-// Health implements localapi.Provider: the device's health as defined in
-// docs (Code of Practice 5.1/5.2), made of these checks:
+// Health implements localapi.Provider. It is the agent's definition of
+// device health (Code of Practice 5.1), available locally (5.2) through
+// bulwark-agent health and remotely (5.3) in every check-in:
 //
 //   - identity: the certificate is valid (failing if expired or not yet
 //     valid, or the device is revoked; degraded when renewal is due);

@@ -70,6 +70,8 @@ type Device struct {
 	// Serial is the serial of the certificate of the last authenticated
 	// request.
 	Serial int64
+	// Proto is the protocol of the last authenticated request.
+	Proto string
 	// PollSerial is the serial of the certificate of the last long poll.
 	PollSerial int64
 	Acks       map[string]api.CommandAck
@@ -377,6 +379,7 @@ func (s *Server) authLocked(w http.ResponseWriter, r *http.Request) *Device {
 		return nil
 	}
 	d.Serial = leaf.SerialNumber.Int64()
+	d.Proto = r.Proto
 	return d
 }
 
