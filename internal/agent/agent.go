@@ -116,6 +116,7 @@ type daemon struct {
 	lastErr     string
 	lastErrAt   time.Time
 	revoked     bool
+	certStamp   fileStamp // device.crt as last loaded or written
 	unrevoked   chan struct{} // closed when revoked is cleared
 	lastRenewal time.Time
 	renewFails  int
@@ -230,6 +231,7 @@ func (d *daemon) load() error {
 		return err
 	}
 	d.st, d.id, d.caPEM, d.client = st, id, caPEM, c
+	d.certStamp = stampOf(filepath.Join(d.dir, state.CertFile))
 	d.interval = defaultInterval
 	if st.CheckinInterval > 0 {
 		d.interval = clampInterval(time.Duration(st.CheckinInterval) * time.Second)
@@ -247,6 +249,29 @@ func newClient(server string, caPEM []byte, id identity.Identity) (*deviceclient
 		cfg.Certificate = id.Certificate()
 	}
 	return deviceclient.New(cfg)
+}
+
+// fileStamp identifies a version of a file cheaply.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}
+}
+
+// identityChangedOnDisk reports whether device.crt changed since the
+// daemon last loaded or wrote it (enroll --force while running).
+func (d *daemon) identityChangedOnDisk() bool {
+	now := stampOf(filepath.Join(d.dir, state.CertFile))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return now != d.certStamp
 }
 
 // reloadIdentity picks up an identity written by "enroll --force" while
@@ -270,6 +295,7 @@ func (d *daemon) reloadIdentity() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if string(id.Certificate().Certificate[0]) == string(d.id.Certificate().Certificate[0]) {
+		d.certStamp = stampOf(filepath.Join(d.dir, state.CertFile))
 		return false
 	}
 	c, err := newClient(st.Server, caPEM, id)
@@ -284,6 +310,7 @@ func (d *daemon) reloadIdentity() bool {
 	}
 	d.log.Info("loaded new identity from disk", "device_id", st.DeviceID, "not_after", id.Certificate().Leaf.NotAfter)
 	d.st, d.id = st, id
+	d.certStamp = stampOf(filepath.Join(d.dir, state.CertFile))
 	d.renewFails, d.renewAfter = 0, time.Time{}
 	d.setRevokedLocked(false)
 	return true

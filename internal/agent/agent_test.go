@@ -397,6 +397,29 @@ func TestReenrollKeepsIdentity(t *testing.T) {
 	}
 }
 
+func TestReenrollWhileRunning(t *testing.T) {
+	srv := newServer(t)
+	dir := t.TempDir()
+	st := enroll(t, srv, dir, false)
+	start(t, testConfig(dir))
+	waitDevice(t, srv, st.DeviceID, "a check-in", func(d *agenttest.Device) bool { return len(d.Checkins) > 0 })
+
+	enroll(t, srv, dir, true)
+	id, err := identity.LoadSoftware(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := id.Certificate().Leaf.SerialNumber.Int64()
+	// The next check-in picks up the new identity from disk.
+	srv.Queue(st.DeviceID, api.Command{ID: "c-1", Kind: "checkin"})
+	waitDevice(t, srv, st.DeviceID, "a check-in with the new certificate", func(d *agenttest.Device) bool {
+		return len(d.Acks) == 1 && d.Serial == serial
+	})
+	eventually(t, "the status to show the new certificate", func() bool {
+		return status(t, dir).CertificateSerial == id.Certificate().Leaf.SerialNumber.Text(16)
+	})
+}
+
 func TestEnrollFailureLeavesNothing(t *testing.T) {
 	srv := newServer(t)
 	dir := t.TempDir()

@@ -61,6 +61,9 @@ func (d *daemon) checkinLoop(ctx context.Context) {
 // checkin performs one check-in, renewing the certificate first when it is
 // due, and reports whether the check-in succeeded.
 func (d *daemon) checkin(ctx context.Context) bool {
+	if d.identityChangedOnDisk() {
+		d.reloadIdentity()
+	}
 	d.renew(ctx, false)
 
 	req := &api.CheckinRequest{

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/pem"
+	"path/filepath"
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/identity"
@@ -77,6 +78,7 @@ func (d *daemon) renewOnce(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	d.id = id
+	d.certStamp = stampOf(filepath.Join(d.dir, state.CertFile))
 	d.swapClientLocked(c)
 	d.lastRenewal = time.Now()
 	d.renewFails, d.renewAfter = 0, time.Time{}
