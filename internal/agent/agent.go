@@ -116,8 +116,8 @@ type daemon struct {
 	lastErr     string
 	lastErrAt   time.Time
 	revoked     bool
-	certStamp   fileStamp // device.crt as last loaded or written
 	unrevoked   chan struct{} // closed when revoked is cleared
+	certStamp   fileStamp     // device.crt as last loaded or written
 	lastRenewal time.Time
 	renewFails  int
 	renewAfter  time.Time // no automatic renewal attempt before this

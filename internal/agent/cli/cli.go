@@ -1,7 +1,8 @@
 // Package cli is the bulwark-agent command line: enroll, run, status,
 // health and version. Run parses arguments and reports every error as one
 // line on stderr with a non-zero exit code; status and health are clients
-// of the daemon's local API (package localapi).
+// of the daemon's local API (package localapi). Run keeps no global state
+// and may be called concurrently.
 package cli
 
 import (
