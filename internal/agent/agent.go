@@ -102,6 +102,8 @@ type daemon struct {
 	seen    *idSet
 	// checkinNow asks the check-in loop for an immediate check-in.
 	checkinNow chan struct{}
+	// acksDelivered tells the command loop that a check-in delivered acks.
+	acksDelivered chan struct{}
 
 	mu          sync.Mutex
 	client      *deviceclient.Client
@@ -142,12 +144,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer unlock()
 
 	d := &daemon{
-		cfg:        cfg,
-		log:        logger,
-		dir:        cfg.StateDir,
-		started:    time.Now(),
-		seen:       newIDSet(4096),
-		checkinNow: make(chan struct{}, 1),
+		cfg:           cfg,
+		log:           logger,
+		dir:           cfg.StateDir,
+		started:       time.Now(),
+		seen:          newIDSet(4096),
+		checkinNow:    make(chan struct{}, 1),
+		acksDelivered: make(chan struct{}, 1),
 	}
 	if err := d.load(); err != nil {
 		return err

@@ -81,6 +81,12 @@ func (d *daemon) checkin(ctx context.Context) bool {
 		return false
 	}
 	d.acks.remove(req.Acks)
+	if len(req.Acks) > 0 {
+		select {
+		case d.acksDelivered <- struct{}{}:
+		default:
+		}
+	}
 
 	d.mu.Lock()
 	d.lastAttempt, d.lastSuccess, d.lastResult = start, time.Now(), "ok"

@@ -11,7 +11,7 @@ import (
 // commandLoop long-polls the server for commands so that they arrive
 // within seconds. It pauses while the device is revoked.
 func (d *daemon) commandLoop(ctx context.Context) {
-	failures := 0
+	failures, repeats := 0, 0
 	for ctx.Err() == nil {
 		if revoked, unrevoked := d.isRevoked(); revoked {
 			t := time.NewTimer(d.cfg.RevokedRetry)
@@ -63,11 +63,21 @@ func (d *daemon) commandLoop(ctx context.Context) {
 				fresh++
 			}
 		}
-		// A server that answers at once without new commands (say, one
-		// that repeats unacknowledged ones) must not make this spin.
-		if fresh == 0 && time.Since(start) < time.Second {
-			sleep(ctx, d.cfg.RetryMin)
+		// The server answers at once while a delivered command is not yet
+		// acknowledged. Rather than spin, wait for the next check-in to
+		// deliver the acks, or for a growing delay if check-ins fail.
+		if fresh > 0 || time.Since(start) >= time.Second {
+			repeats = 0
+			continue
 		}
+		repeats++
+		t := time.NewTimer(d.backoff(repeats))
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-d.acksDelivered:
+		}
+		t.Stop()
 	}
 }
 

@@ -480,12 +480,12 @@ func (s *Server) wait(w http.ResponseWriter, r *http.Request) {
 			first = false
 			s.broadcastLocked()
 		}
+		// Like the real server, answer with every open command,
+		// delivered before or not, until the device acknowledges it.
 		var out []api.Command
 		for _, c := range d.queue {
-			if !d.delivered[c.ID] {
-				d.delivered[c.ID] = true
-				out = append(out, c)
-			}
+			d.delivered[c.ID] = true
+			out = append(out, c)
 		}
 		ch := s.changed
 		s.mu.Unlock()
