@@ -80,10 +80,18 @@ func TestIdleRSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rssKB := -1
 	for _, line := range strings.Split(string(status), "\n") {
 		if strings.HasPrefix(line, "VmRSS") || strings.HasPrefix(line, "VmHWM") || strings.HasPrefix(line, "Threads") {
 			t.Log(line)
 		}
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			rssKB, _ = strconv.Atoi(f[1])
+		}
+	}
+	// The target from the foundation issue: an idle agent under 25 MB.
+	if rssKB < 0 || rssKB > 25*1024 {
+		t.Fatalf("idle RSS %d kB, want under 25 MB", rssKB)
 	}
 	out, _ = exec.Command(bin, "status", "--state", dir).CombinedOutput()
 	t.Logf("status:\n%s", out)

@@ -369,6 +369,10 @@ func (s *Server) handleCommandsWait(w http.ResponseWriter, r *http.Request) erro
 			return nil
 		}
 		s.hub.unsubscribe(dc.id, ch)
+		// A wake-up may be a revocation: end the poll at once.
+		if a, err := s.store.GetDeviceAuth(r.Context(), dc.id); err == nil && (a.Status == api.DeviceRevoked || a.CertSerial != dc.serial) {
+			return errf(http.StatusForbidden, "device_revoked", "this device has been revoked by an administrator")
+		}
 	}
 }
 
