@@ -370,8 +370,13 @@ func (s *Server) handleCommandsWait(w http.ResponseWriter, r *http.Request) erro
 		}
 		s.hub.unsubscribe(dc.id, ch)
 		// A wake-up may be a revocation: end the poll at once.
-		if a, err := s.store.GetDeviceAuth(r.Context(), dc.id); err == nil && (a.Status == api.DeviceRevoked || a.CertSerial != dc.serial) {
-			return errf(http.StatusForbidden, "device_revoked", "this device has been revoked by an administrator")
+		if a, err := s.store.GetDeviceAuth(r.Context(), dc.id); err == nil {
+			if a.Status == api.DeviceRevoked {
+				return errf(http.StatusForbidden, "device_revoked", "this device has been revoked by an administrator")
+			}
+			if a.CertSerial != dc.serial {
+				return errf(http.StatusUnauthorized, "certificate_superseded", "this certificate was replaced by a newer one for the device")
+			}
 		}
 	}
 }
