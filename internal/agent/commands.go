@@ -43,8 +43,13 @@ func (d *daemon) commandLoop(ctx context.Context) {
 			status, code := serverError(err)
 			if status == http.StatusForbidden && code == codeRevoked {
 				d.mu.Lock()
+				wasRevoked := d.revoked
 				d.setRevokedLocked(true)
 				d.mu.Unlock()
+				if !wasRevoked {
+					d.log.Error("the server has revoked this device; check-ins stop and are retried hourly",
+						"err", err, "retry", d.cfg.RevokedRetry)
+				}
 				continue
 			}
 			if _, isID := identityProblem(err); isID {

@@ -336,16 +336,20 @@ type Ack struct {
 // ApplyCheckins records a batch of check-ins in one transaction (one
 // fsync for the lot), so that thousands of devices a second cost little.
 // Acks only move commands of the reporting device that are still open.
+const (
+	qCheckin = `UPDATE devices SET last_seen = ?, hostname = ?, inventory = ?, health = ?, health_status = ? WHERE id = ?`
+	qAck     = `UPDATE commands SET status = ?, detail = ?, acked_at = ? WHERE id = ? AND device_id = ? AND status IN ('queued', 'delivered')`
+)
+
 func (s *Store) ApplyCheckins(ctx context.Context, batch []Checkin) error {
+	s.prepareWrites(ctx, qCheckin, qAck)
 	return s.inTx(ctx, func(tx *Tx) error {
 		for _, c := range batch {
-			if _, err := tx.exec(ctx, `UPDATE devices SET last_seen = ?, hostname = ?, inventory = ?, health = ?, health_status = ? WHERE id = ?`,
-				ts(c.At), c.Hostname, c.Inventory, c.Health, c.HealthStatus, c.DeviceID); err != nil {
+			if _, err := tx.exec(ctx, qCheckin, ts(c.At), c.Hostname, c.Inventory, c.Health, c.HealthStatus, c.DeviceID); err != nil {
 				return err
 			}
 			for _, a := range c.Acks {
-				if _, err := tx.exec(ctx, `UPDATE commands SET status = ?, detail = ?, acked_at = ? WHERE id = ? AND device_id = ? AND status IN ('queued', 'delivered')`,
-					a.Status, a.Detail, ts(c.At), a.CommandID, c.DeviceID); err != nil {
+				if _, err := tx.exec(ctx, qAck, a.Status, a.Detail, ts(c.At), a.CommandID, c.DeviceID); err != nil {
 					return err
 				}
 			}

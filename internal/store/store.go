@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
@@ -48,6 +49,54 @@ type Store struct {
 	dialect Dialect
 	w       *sql.DB // writes (one connection on SQLite)
 	r       *sql.DB // reads
+
+	// Prepared statements by query text, per handle: parsing SQL is a
+	// large share of a check-in's cost otherwise.
+	stmtMu sync.Mutex
+	stmts  map[stmtKey]*sql.Stmt
+}
+
+type stmtKey struct {
+	db *sql.DB
+	q  string
+}
+
+// maxStmts bounds the statement cache; queries past it run unprepared.
+const maxStmts = 512
+
+// stmt returns a prepared statement for q on db, or nil when it cannot be
+// cached (the caller then runs q directly). Only a lookup is done when
+// prepare is false: inside a transaction on SQLite the one writer
+// connection is taken, so preparing on the pool would wait forever.
+func (s *Store) stmt(ctx context.Context, db *sql.DB, q string, prepare ...bool) *sql.Stmt {
+	k := stmtKey{db, q}
+	s.stmtMu.Lock()
+	st, ok := s.stmts[k]
+	full := len(s.stmts) >= maxStmts
+	s.stmtMu.Unlock()
+	if ok {
+		return st
+	}
+	if len(prepare) > 0 && !prepare[0] || full {
+		return nil
+	}
+	// Prepare without holding the lock: on SQLite this may wait for the
+	// writer connection, held by a transaction that needs the lock.
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if prev, ok := s.stmts[k]; ok {
+		st.Close()
+		return prev
+	}
+	if s.stmts == nil {
+		s.stmts = map[stmtKey]*sql.Stmt{}
+	}
+	s.stmts[k] = st
+	return st
 }
 
 // Open opens (creating if needed) the store named by dsn and applies any
@@ -111,6 +160,12 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 
 // Close closes the database handles.
 func (s *Store) Close() error {
+	s.stmtMu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.stmts = nil
+	s.stmtMu.Unlock()
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
@@ -233,7 +288,11 @@ type Tx struct {
 }
 
 func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.s.rebind(q), args...)
+	q = t.s.rebind(q)
+	if st := t.s.stmt(ctx, t.s.w, q, false); st != nil {
+		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, q, args...)
 }
 
 func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
@@ -242,6 +301,14 @@ func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 
 func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	return t.tx.QueryContext(ctx, t.s.rebind(q), args...)
+}
+
+// prepareWrites caches statements that transactions will run, which must
+// be prepared before the transaction takes the writer connection.
+func (s *Store) prepareWrites(ctx context.Context, qs ...string) {
+	for _, q := range qs {
+		s.stmt(ctx, s.w, s.rebind(q))
+	}
 }
 
 // inTx runs f in a write transaction, committing when it returns nil.
@@ -258,15 +325,27 @@ func (s *Store) inTx(ctx context.Context, f func(*Tx) error) error {
 }
 
 func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return s.w.ExecContext(ctx, s.rebind(q), args...)
+	q = s.rebind(q)
+	if st := s.stmt(ctx, s.w, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return s.w.ExecContext(ctx, q, args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return s.r.QueryRowContext(ctx, s.rebind(q), args...)
+	q = s.rebind(q)
+	if st := s.stmt(ctx, s.r, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return s.r.QueryRowContext(ctx, q, args...)
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return s.r.QueryContext(ctx, s.rebind(q), args...)
+	q = s.rebind(q)
+	if st := s.stmt(ctx, s.r, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return s.r.QueryContext(ctx, q, args...)
 }
 
 // isUniqueViolation reports whether err is a unique-constraint failure.
