@@ -16,7 +16,10 @@ import (
 
 // DecodeError is a problem with a request body. Its text names the problem
 // and is safe to show to the client.
-type DecodeError struct{ Msg string }
+type DecodeError struct {
+	Msg      string
+	TooLarge bool // the body exceeded the limit
+}
 
 func (e *DecodeError) Error() string { return e.Msg }
 
@@ -38,7 +41,7 @@ func Decode(r io.Reader, limit int64, v any) error {
 // DecodeBytes is Decode over a byte slice.
 func DecodeBytes(data []byte, limit int64, v any) error {
 	if int64(len(data)) > limit {
-		return decodeErrf("body larger than %d bytes", limit)
+		return &DecodeError{Msg: fmt.Sprintf("body larger than %d bytes", limit), TooLarge: true}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return decodeErrf("empty body: a JSON object is required")

@@ -247,6 +247,8 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := s.store.RenewDeviceCert(r.Context(), dc.serial, d); errors.Is(err, store.ErrConflict) {
 		return errf(http.StatusConflict, "certificate_superseded", "the certificate was already renewed")
+	} else if errors.Is(err, store.ErrNotFound) {
+		return errf(http.StatusForbidden, "device_revoked", "this device has been revoked by an administrator")
 	} else if err != nil {
 		return internal(err)
 	}

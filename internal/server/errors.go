@@ -75,7 +75,7 @@ func decode(r *http.Request, limit int64, v any) error {
 	if err := api.Decode(http.MaxBytesReader(nil, r.Body, limit+1), limit, v); err != nil {
 		var de *api.DecodeError
 		if errors.As(err, &de) {
-			if len(de.Msg) > 4 && de.Msg[:4] == "body" && de.Msg[5:11] == "larger" {
+			if de.TooLarge {
 				return errf(http.StatusRequestEntityTooLarge, "too_large", de.Msg)
 			}
 			return badRequest(de.Msg)
