@@ -103,8 +103,8 @@ func (inv *Inventory) Validate() error {
 	if inv.Hostname == "" {
 		return decodeErrf("inventory.hostname is required")
 	}
-	if inv.UptimeSeconds < 0 {
-		return decodeErrf("inventory.uptime_seconds is negative")
+	if inv.UptimeSeconds < 0 || inv.UptimeSeconds > 100*365*24*3600 {
+		return decodeErrf("inventory.uptime_seconds must be from 0 to 100 years")
 	}
 	if len(inv.Interfaces) > MaxInterfaces {
 		return decodeErrf("inventory.interfaces has more than %d entries", MaxInterfaces)

@@ -34,6 +34,9 @@ func (s *Server) DeviceView(d *store.Device, detail bool) api.Device {
 		if d.Inventory != "" {
 			var inv api.Inventory
 			if json.Unmarshal([]byte(d.Inventory), &inv) == nil {
+				if !d.BootTime.IsZero() && !d.LastSeen.IsZero() {
+					inv.UptimeSeconds = int64(d.LastSeen.Sub(d.BootTime) / time.Second)
+				}
 				out.Inventory = &inv
 			}
 		}

@@ -273,10 +273,14 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		return badRequest(err.Error())
 	}
 	now := s.now()
+	// Uptime is kept as a boot time so that the stored inventory only
+	// changes when the device does.
+	boot := now.Add(-time.Duration(req.Inventory.UptimeSeconds) * time.Second).Truncate(time.Second)
+	req.Inventory.UptimeSeconds = 0
 	inv, _ := json.Marshal(req.Inventory)
 	health, _ := json.Marshal(req.Health)
 	c := store.Checkin{DeviceID: dc.id, At: now, Hostname: req.Inventory.Hostname, Inventory: string(inv),
-		Health: string(health), HealthStatus: req.Health.Status}
+		Health: string(health), HealthStatus: req.Health.Status, BootTime: boot}
 	for _, a := range req.Acks {
 		c.Acks = append(c.Acks, store.Ack{CommandID: a.ID, Status: a.Status, Detail: a.Detail})
 	}

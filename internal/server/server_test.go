@@ -171,6 +171,9 @@ func TestEnrollAndCheckin(t *testing.T) {
 				got.Inventory == nil || got.Inventory.Kernel != "6.1.0" || got.Certificate == nil || got.KeyAssurance != "software" {
 				t.Fatalf("device after check-in: %+v", got)
 			}
+			if up := got.Inventory.UptimeSeconds; up < 41 || up > 44 {
+				t.Fatalf("uptime %d, device reported 42", up)
+			}
 			if got.Certificate.Serial != d.cert.Leaf.SerialNumber.Text(16) {
 				t.Fatalf("certificate serial %s, device has %s", got.Certificate.Serial, d.cert.Leaf.SerialNumber.Text(16))
 			}

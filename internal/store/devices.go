@@ -32,24 +32,28 @@ type Device struct {
 	EnrollToken   string
 	LastSeen      time.Time
 	HealthStatus  string
-	Inventory     string // JSON of api.Inventory, empty before the first check-in
-	Health        string // JSON of api.Health
+	Inventory     string    // JSON of api.Inventory (uptime zero: see BootTime), empty before the first check-in
+	BootTime      time.Time // when the device last booted, from its reported uptime
+	Health        string    // JSON of api.Health
 	RevokedAt     time.Time
 }
 
-const deviceCols = `id, status, grp, hostname, key_assurance, cert_serial, cert_not_before, cert_not_after, cert_pem, enrolled_at, enroll_token, last_seen, health_status, inventory, health, revoked_at`
+const (
+	deviceCols = `d.id, d.status, d.grp, d.hostname, d.key_assurance, d.cert_serial, d.cert_not_before, d.cert_not_after, d.cert_pem, d.enrolled_at, d.enroll_token, COALESCE(s.last_seen, 0), COALESCE(s.health_status, ''), d.inventory, d.health, d.revoked_at, COALESCE(s.boot_time, 0)`
+	deviceFrom = ` FROM devices d LEFT JOIN device_status s ON s.device_id = d.id`
+)
 
 func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 	var d Device
-	var nb, na, enrolled, last, revoked int64
-	err := row.Scan(&d.ID, &d.Status, &d.Group, &d.Hostname, &d.KeyAssurance, &d.CertSerial, &nb, &na, &d.CertPEM, &enrolled, &d.EnrollToken, &last, &d.HealthStatus, &d.Inventory, &d.Health, &revoked)
+	var nb, na, enrolled, last, revoked, boot int64
+	err := row.Scan(&d.ID, &d.Status, &d.Group, &d.Hostname, &d.KeyAssurance, &d.CertSerial, &nb, &na, &d.CertPEM, &enrolled, &d.EnrollToken, &last, &d.HealthStatus, &d.Inventory, &d.Health, &revoked, &boot)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	d.CertNotBefore, d.CertNotAfter, d.EnrolledAt, d.LastSeen, d.RevokedAt = fromTS(nb), fromTS(na), fromTS(enrolled), fromTS(last), fromTS(revoked)
+	d.CertNotBefore, d.CertNotAfter, d.EnrolledAt, d.LastSeen, d.RevokedAt, d.BootTime = fromTS(nb), fromTS(na), fromTS(enrolled), fromTS(last), fromTS(revoked), fromTS(boot)
 	return &d, nil
 }
 
@@ -198,7 +202,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id string, at time.Time) error
 
 // GetDevice returns a device by ID.
 func (s *Store) GetDevice(ctx context.Context, id string) (*Device, error) {
-	return scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	return scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+deviceFrom+` WHERE d.id = ?`, id))
 }
 
 // DeviceAuth is what the device API needs to admit a connection.
@@ -236,22 +240,22 @@ func (f *DeviceFilter) where() (string, []any) {
 	var args []any
 	if f.Query != "" {
 		like := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(f.Query)) + "%"
-		conds = append(conds, `(LOWER(id) LIKE ? ESCAPE '\' OR LOWER(hostname) LIKE ? ESCAPE '\')`)
+		conds = append(conds, `(LOWER(d.id) LIKE ? ESCAPE '\' OR LOWER(d.hostname) LIKE ? ESCAPE '\')`)
 		args = append(args, like, like)
 	}
 	if f.Group != "" {
-		conds = append(conds, `grp = ?`)
+		conds = append(conds, `d.grp = ?`)
 		args = append(args, f.Group)
 	}
 	if f.Status != "" {
-		conds = append(conds, `status = ?`)
+		conds = append(conds, `d.status = ?`)
 		args = append(args, f.Status)
 	}
 	if f.Scope != nil {
 		if len(f.Scope) == 0 {
 			conds = append(conds, `1 = 0`)
 		} else {
-			conds = append(conds, `grp IN (?`+strings.Repeat(", ?", len(f.Scope)-1)+`)`)
+			conds = append(conds, `d.grp IN (?`+strings.Repeat(", ?", len(f.Scope)-1)+`)`)
 			for _, g := range f.Scope {
 				args = append(args, g)
 			}
@@ -274,10 +278,10 @@ func (s *Store) ListDevices(ctx context.Context, f DeviceFilter) ([]*Device, int
 	}
 	where, args := f.where()
 	var total int
-	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM devices`+where, args...).Scan(&total); err != nil {
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM devices d`+where, args...).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := s.query(ctx, `SELECT `+deviceCols+` FROM devices`+where+` ORDER BY hostname, id LIMIT ? OFFSET ?`, append(args, f.Limit, f.Offset)...)
+	rows, err := s.query(ctx, `SELECT `+deviceCols+deviceFrom+where+` ORDER BY d.hostname, d.id LIMIT ? OFFSET ?`, append(args, f.Limit, f.Offset)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -305,12 +309,12 @@ func (s *Store) CountFleet(ctx context.Context, scope []string, onlineSince time
 	f := DeviceFilter{Scope: scope}
 	where, args := f.where()
 	err := s.queryRow(ctx, `SELECT COUNT(*),
-		COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'revoked' THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'active' AND last_seen >= ? THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN last_seen = 0 THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN status = 'active' AND health_status IN ('degraded', 'failing') THEN 1 ELSE 0 END), 0)
-		FROM devices`+where, append([]any{ts(onlineSince)}, args...)...).
+		COALESCE(SUM(CASE WHEN d.status = 'active' THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN d.status = 'revoked' THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN d.status = 'active' AND s.last_seen >= ? THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN s.last_seen IS NULL THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN d.status = 'active' AND s.health_status IN ('degraded', 'failing') THEN 1 ELSE 0 END), 0)
+		`+deviceFrom+where, append([]any{ts(onlineSince)}, args...)...).
 		Scan(&c.Total, &c.Active, &c.Revoked, &c.Online, &c.Never, &c.Degraded)
 	return c, err
 }
@@ -323,6 +327,7 @@ type Checkin struct {
 	Inventory    string
 	Health       string
 	HealthStatus string
+	BootTime     time.Time // At minus the reported uptime
 	Acks         []Ack
 }
 
@@ -337,15 +342,22 @@ type Ack struct {
 // fsync for the lot), so that thousands of devices a second cost little.
 // Acks only move commands of the reporting device that are still open.
 const (
-	qCheckin = `UPDATE devices SET last_seen = ?, hostname = ?, inventory = ?, health = ?, health_status = ? WHERE id = ?`
-	qAck     = `UPDATE commands SET status = ?, detail = ?, acked_at = ? WHERE id = ? AND device_id = ? AND status IN ('queued', 'delivered')`
+	qSeen = `INSERT INTO device_status (device_id, last_seen, health_status, boot_time) VALUES (?, ?, ?, ?)
+		ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen, health_status = excluded.health_status, boot_time = excluded.boot_time`
+	// Inventory and health rarely change: rows are rewritten only when
+	// they do.
+	qInventory = `UPDATE devices SET hostname = ?, inventory = ?, health = ? WHERE id = ? AND (hostname <> ? OR inventory <> ? OR health <> ?)`
+	qAck       = `UPDATE commands SET status = ?, detail = ?, acked_at = ? WHERE id = ? AND device_id = ? AND status IN ('queued', 'delivered')`
 )
 
 func (s *Store) ApplyCheckins(ctx context.Context, batch []Checkin) error {
-	s.prepareWrites(ctx, qCheckin, qAck)
+	s.prepareWrites(ctx, qSeen, qInventory, qAck)
 	return s.inTx(ctx, func(tx *Tx) error {
 		for _, c := range batch {
-			if _, err := tx.exec(ctx, qCheckin, ts(c.At), c.Hostname, c.Inventory, c.Health, c.HealthStatus, c.DeviceID); err != nil {
+			if _, err := tx.exec(ctx, qSeen, c.DeviceID, ts(c.At), c.HealthStatus, ts(c.BootTime)); err != nil {
+				return err
+			}
+			if _, err := tx.exec(ctx, qInventory, c.Hostname, c.Inventory, c.Health, c.DeviceID, c.Hostname, c.Inventory, c.Health); err != nil {
 				return err
 			}
 			for _, a := range c.Acks {
