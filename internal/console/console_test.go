@@ -594,11 +594,24 @@ func TestConsoleInChromium(t *testing.T) {
 		chromedp.WindowSize(1366, 1000),
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
 	ctx, cancelTab := chromedp.NewContext(ctx)
-	defer cancelTab()
+	t.Cleanup(func() {
+		// Stopping the browser waits for its processes; never let a
+		// wedged one hang the test binary.
+		stopped := make(chan struct{})
+		go func() {
+			cancelTab()
+			cancelAlloc()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(15 * time.Second):
+			t.Log("chromium did not stop within 15 s; leaving it behind")
+		}
+		cancel()
+	})
 
 	must := func(step string, err error) {
 		t.Helper()
