@@ -191,13 +191,14 @@ func (s *Store) checkpointLoop() {
 			s.ckpt.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
 			return
 		case <-t.C:
-			// PASSIVE copies what it can without blocking anyone. Busy
-			// readers can keep the WAL from wrapping, so once it passes
-			// ~256 MB a RESTART briefly waits for them and resets it (a pause of
-			// writers of up to a second, every few minutes at 2,000 check-ins/s).
+			// PASSIVE copies what it can without blocking anyone. With
+			// readers always active the WAL never wraps by itself, so
+			// once PASSIVE has copied everything and the WAL passes
+			// ~32 MB, a RESTART (which then only waits for the readers of
+			// the moment) resets it.
 			var busy, logFrames, done int
 			err := s.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done)
-			if err == nil && logFrames > 65536 {
+			if err == nil && logFrames > 8192 && done == logFrames {
 				s.ckpt.Exec(`PRAGMA wal_checkpoint(RESTART)`)
 			}
 		}
