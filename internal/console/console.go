@@ -20,7 +20,6 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -335,14 +334,6 @@ var flashes = map[string]string{
 }
 
 func flash(r *http.Request, key string) string { return flashes[r.URL.Query().Get(key)] }
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
 
 // safeNext returns next when it is a console path to return to after
 // login, else the overview; it never leads off the site.

@@ -88,7 +88,7 @@ func (c *console) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		c.renderLogin(w, r, http.StatusForbidden, d, "", "This login form has expired or did not come from this site. Please enter your details again.")
 		return
 	}
-	cookie, _, err := c.s.Login(r.Context(), d.Username, f.Get("password"), strings.TrimSpace(f.Get("totp")), remoteIP(r))
+	cookie, _, err := c.s.Login(r.Context(), d.Username, f.Get("password"), strings.TrimSpace(f.Get("totp")), server.ClientIP(r))
 	if err != nil {
 		var le *server.LoginError
 		if !errors.As(err, &le) {
@@ -110,7 +110,7 @@ func (c *console) loginSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) logout(w http.ResponseWriter, r *http.Request, p *server.Principal) error {
-	if err := c.s.Logout(r.Context(), p, remoteIP(r)); err != nil {
+	if err := c.s.Logout(r.Context(), p, server.ClientIP(r)); err != nil {
 		return err
 	}
 	server.ClearSessionCookie(w)

@@ -167,11 +167,14 @@ func (s *Server) RevokeDevice(r *http.Request, p *Principal, id string) error {
 	if err != nil {
 		return err
 	}
+	if d.Status == api.DeviceRevoked {
+		return nil // already revoked: nothing to do, nothing to audit
+	}
 	if err := s.store.RevokeDevice(r.Context(), d.ID, s.now()); err != nil {
 		return internal(err)
 	}
 	s.hub.notify(d.ID)
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "device.revoke", target: "device:" + d.ID, remote: clientIP(r),
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "device.revoke", target: "device:" + d.ID, remote: ClientIP(r),
 		detail: "hostname=" + d.Hostname, outcome: "ok"})
 	return nil
 }
@@ -208,7 +211,7 @@ func (s *Server) handleCreateCommand(w http.ResponseWriter, r *http.Request) err
 		return internal(err)
 	}
 	s.hub.notify(d.ID)
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "command.create", target: "device:" + d.ID, remote: clientIP(r),
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "command.create", target: "device:" + d.ID, remote: ClientIP(r),
 		detail: "kind=" + c.Kind + " id=" + c.ID, outcome: "ok"})
 	writeJSON(w, http.StatusCreated, commandView(c))
 	return nil
@@ -288,7 +291,7 @@ func (s *Server) CreateEnrollToken(r *http.Request, p *Principal, req api.Enroll
 	if err := s.store.CreateEnrollToken(r.Context(), st); err != nil {
 		return api.EnrollToken{}, internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "enroll_token.create", target: "enroll_token:" + st.ID, remote: clientIP(r),
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "enroll_token.create", target: "enroll_token:" + st.ID, remote: ClientIP(r),
 		detail: fmt.Sprintf("uses=%d ttl=%s group=%s", req.Uses, ttl, req.Group), outcome: "ok"})
 	out := enrollTokenView(st)
 	out.Token = tok.Plain
@@ -344,7 +347,7 @@ func (s *Server) handleRevokeEnrollToken(w http.ResponseWriter, r *http.Request)
 	if err := s.store.RevokeEnrollToken(r.Context(), t.ID); err != nil {
 		return internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "enroll_token.revoke", target: "enroll_token:" + t.ID, remote: clientIP(r), outcome: "ok"})
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "enroll_token.revoke", target: "enroll_token:" + t.ID, remote: ClientIP(r), outcome: "ok"})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -386,7 +389,7 @@ func (s *Server) handleCreateGroup(w http.ResponseWriter, r *http.Request) error
 	} else if err != nil {
 		return internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "group.create", target: "group:" + g.Name, remote: clientIP(r), outcome: "ok"})
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "group.create", target: "group:" + g.Name, remote: ClientIP(r), outcome: "ok"})
 	writeJSON(w, http.StatusCreated, api.Group{Name: g.Name, Description: g.Description, CreatedAt: g.CreatedAt})
 	return nil
 }
@@ -417,7 +420,7 @@ func (s *Server) checkGrants(r *http.Request, grants []api.Grant) ([]store.Grant
 	return out, nil
 }
 
-// UserView converts a stored user.
+// UserView converts a stored user; a lockout is shown while it lasts.
 func UserView(u *store.User) api.User {
 	out := api.User{ID: u.ID, Username: u.Username, TOTP: u.TOTPSecret != "", Disabled: u.Disabled, CreatedAt: u.CreatedAt, Grants: []api.Grant{}}
 	for _, g := range u.Grants {
@@ -486,7 +489,7 @@ func (s *Server) CreateUser(r *http.Request, p *Principal, req api.UserCreate) (
 	} else if err != nil {
 		return api.UserCreated{}, internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.create", target: "user:" + u.Username, remote: clientIP(r),
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.create", target: "user:" + u.Username, remote: ClientIP(r),
 		detail: grantsString(grants), outcome: "ok"})
 	out := api.UserCreated{User: UserView(u)}
 	if generated {
@@ -550,7 +553,7 @@ func (s *Server) handleSetGrants(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.SetGrants(r.Context(), u.ID, grants); err != nil {
 		return internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.grants", target: "user:" + u.Username, remote: clientIP(r), detail: grantsString(grants), outcome: "ok"})
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.grants", target: "user:" + u.Username, remote: ClientIP(r), detail: grantsString(grants), outcome: "ok"})
 	u.Grants = grants
 	writeJSON(w, http.StatusOK, UserView(u))
 	return nil
@@ -573,7 +576,7 @@ func (s *Server) handleSetDisabled(disabled bool) handlerFunc {
 		if disabled {
 			action = "user.disable"
 		}
-		s.audit(r.Context(), auditRecord{actor: p.Actor(), action: action, target: "user:" + u.Username, remote: clientIP(r), outcome: "ok"})
+		s.audit(r.Context(), auditRecord{actor: p.Actor(), action: action, target: "user:" + u.Username, remote: ClientIP(r), outcome: "ok"})
 		u.Disabled = disabled
 		writeJSON(w, http.StatusOK, UserView(u))
 		return nil
@@ -589,7 +592,7 @@ func (s *Server) handleResetTOTP(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.DisableTOTP(r.Context(), u.ID); err != nil {
 		return internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.totp_reset", target: "user:" + u.Username, remote: clientIP(r), outcome: "ok"})
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.totp_reset", target: "user:" + u.Username, remote: ClientIP(r), outcome: "ok"})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -628,7 +631,7 @@ func (s *Server) ConfirmTOTP(r *http.Request, p *Principal, code string) error {
 	if err := s.store.ActivateTOTP(r.Context(), u.ID, step); err != nil {
 		return internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.totp_enable", target: "user:" + u.Username, remote: clientIP(r), outcome: "ok"})
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.totp_enable", target: "user:" + u.Username, remote: ClientIP(r), outcome: "ok"})
 	return nil
 }
 
@@ -711,7 +714,7 @@ func (s *Server) CreateAPIToken(r *http.Request, p *Principal, req api.APITokenC
 	if err != nil {
 		return out, err
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "api_token.create", target: "api_token:" + t.ID, remote: clientIP(r),
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "api_token.create", target: "api_token:" + t.ID, remote: ClientIP(r),
 		detail: fmt.Sprintf("name=%s role=%s group=%s", t.Name, t.Role, t.Group), outcome: "ok"})
 	return out, nil
 }
@@ -758,7 +761,7 @@ func (s *Server) RevokeAPIToken(r *http.Request, p *Principal, id string) error 
 	} else if err != nil {
 		return internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "api_token.revoke", target: "api_token:" + id, remote: clientIP(r), outcome: "ok"})
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "api_token.revoke", target: "api_token:" + id, remote: ClientIP(r), outcome: "ok"})
 	return nil
 }
 
@@ -827,7 +830,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, 4<<10, &req); err != nil {
 		return err
 	}
-	cookie, p, err := s.Login(r.Context(), req.Username, req.Password, req.TOTP, clientIP(r))
+	cookie, p, err := s.Login(r.Context(), req.Username, req.Password, req.TOTP, ClientIP(r))
 	var le *LoginError
 	if errors.As(err, &le) {
 		code := "invalid_credentials"
@@ -851,7 +854,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) error {
-	if err := s.Logout(r.Context(), PrincipalFrom(r.Context()), clientIP(r)); err != nil {
+	if err := s.Logout(r.Context(), PrincipalFrom(r.Context()), ClientIP(r)); err != nil {
 		return internal(err)
 	}
 	ClearSessionCookie(w)

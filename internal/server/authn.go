@@ -117,7 +117,7 @@ func (s *Server) authToken(r *http.Request, plain string) (*Principal, error) {
 		return nil, bad
 	}
 	if used, err := s.store.TouchAPIToken(r.Context(), t.ID, now); err == nil && used {
-		s.audit(r.Context(), auditRecord{actor: "token:" + t.Name, action: "api_token.use", target: "api_token:" + t.ID, remote: clientIP(r), outcome: "ok"})
+		s.audit(r.Context(), auditRecord{actor: "token:" + t.Name, action: "api_token.use", target: "api_token:" + t.ID, remote: ClientIP(r), outcome: "ok"})
 	}
 	return &Principal{Kind: "token", ID: t.ID, Name: t.Name, Grants: []store.Grant{{Role: t.Role, Group: t.Group}}}, nil
 }

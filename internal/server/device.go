@@ -87,7 +87,9 @@ func (s *Server) requireDevice(next handlerFunc) handlerFunc {
 
 func deviceFrom(r *http.Request) *deviceCtx { return r.Context().Value(deviceKey{}).(*deviceCtx) }
 
-func clientIP(r *http.Request) string {
+// ClientIP is the address a request came from, used for throttling and
+// the audit log. Proxy headers are not trusted.
+func ClientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -98,7 +100,7 @@ func clientIP(r *http.Request) string {
 // handleEnroll exchanges an enrolment token and a CSR for a device
 // certificate. Nothing is written unless everything checks out.
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
-	ip := clientIP(r)
+	ip := ClientIP(r)
 	if s.enrollFails.blocked(ip, s.now()) {
 		return errf(http.StatusTooManyRequests, "rate_limited", "too many failed enrolment attempts from this address; wait a minute")
 	}
@@ -252,7 +254,7 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return internal(err)
 	}
-	s.audit(r.Context(), auditRecord{actor: "device:" + dc.id, action: "device.renew", target: "device:" + dc.id, remote: clientIP(r),
+	s.audit(r.Context(), auditRecord{actor: "device:" + dc.id, action: "device.renew", target: "device:" + dc.id, remote: ClientIP(r),
 		detail: "serial=" + d.CertSerial, outcome: "ok"})
 	writeJSON(w, http.StatusOK, api.EnrollResponse{
 		DeviceID: dc.id, Certificate: d.CertPEM, CACert: string(s.ca.CertPEM), NotAfter: cert.NotAfter,

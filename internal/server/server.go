@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/api"
@@ -65,7 +66,8 @@ type Server struct {
 	store   *store.Store
 	ca      *pki.CA
 	caPool  *x509.CertPool
-	tlsCert tls.Certificate
+	tlsCert atomic.Pointer[tls.Certificate]
+	renewMu sync.Mutex
 	now     func() time.Time
 
 	hasher       *auth.Hasher
@@ -282,16 +284,50 @@ func (s *Server) initPKI(ctx context.Context, kek pki.KEK) error {
 	if err := writeFileAtomic(filepath.Join(s.cfg.DataDir, "ca.pem"), s.ca.CertPEM, 0o644); err != nil {
 		return fmt.Errorf("server: writing ca.pem: %w", err)
 	}
-	key, err := pki.GenerateKey()
+	cert, err := s.issueTLSCert()
 	if err != nil {
 		return err
 	}
-	cert, der, err := s.ca.IssueServer(key.Public(), s.serverHosts(), 90*24*time.Hour, s.now())
-	if err != nil {
-		return fmt.Errorf("server: issuing TLS certificate: %w", err)
-	}
-	s.tlsCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
+	s.tlsCert.Store(cert)
 	return nil
+}
+
+// serverCertLifetime is the validity of the TLS server certificate; a
+// running server replaces it when a third is left.
+const serverCertLifetime = 90 * 24 * time.Hour
+
+func (s *Server) issueTLSCert() (*tls.Certificate, error) {
+	key, err := pki.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	cert, der, err := s.ca.IssueServer(key.Public(), s.serverHosts(), serverCertLifetime, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("server: issuing TLS certificate: %w", err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, nil
+}
+
+// getCertificate serves the TLS certificate, renewing it in place when it
+// nears expiry so that a long-running server never serves an expired one.
+func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cur := s.tlsCert.Load()
+	if s.now().Before(cur.Leaf.NotAfter.Add(-serverCertLifetime / 3)) {
+		return cur, nil
+	}
+	s.renewMu.Lock()
+	defer s.renewMu.Unlock()
+	if cur = s.tlsCert.Load(); s.now().Before(cur.Leaf.NotAfter.Add(-serverCertLifetime / 3)) {
+		return cur, nil
+	}
+	next, err := s.issueTLSCert()
+	if err != nil {
+		s.log.Error("renewing the TLS server certificate", "err", err)
+		return cur, nil
+	}
+	s.tlsCert.Store(next)
+	s.log.Info("renewed the TLS server certificate", "not_after", next.Leaf.NotAfter)
+	return next, nil
 }
 
 func (s *Server) serverHosts() []string {
@@ -361,10 +397,10 @@ func (s *Server) initAdmin(ctx context.Context) error {
 // checked against the device CA by the device API.
 func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{s.tlsCert},
-		ClientAuth:   tls.RequestClientCert,
-		NextProtos:   []string{"h2", "http/1.1"},
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: s.getCertificate,
+		ClientAuth:     tls.RequestClientCert,
+		NextProtos:     []string{"h2", "http/1.1"},
 	}
 }
 

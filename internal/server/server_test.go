@@ -615,3 +615,32 @@ func TestLoginLockoutAndCSRF(t *testing.T) {
 		t.Fatal("20 rapid logins from one address were not throttled")
 	}
 }
+
+func TestServerCertificateRenewedWhileRunning(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	ts := servertest.Start(t, servertest.Options{Config: server.Config{Now: clock}})
+	host := strings.TrimPrefix(ts.URL, "https://")
+	leaf := func() *x509.Certificate {
+		// The client checks the chain itself at the fake time.
+		conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := conn.ConnectionState().PeerCertificates[0]
+		if _, err := c.Verify(x509.VerifyOptions{Roots: ts.Roots, CurrentTime: clock(), DNSName: "localhost"}); err != nil {
+			t.Fatalf("server certificate does not verify at %v: %v", clock(), err)
+		}
+		return c
+	}
+	first := leaf()
+	mu.Lock()
+	now = now.Add(75 * 24 * time.Hour) // past two thirds of 90 days
+	mu.Unlock()
+	second := leaf()
+	if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatal("the server kept serving a certificate near its expiry")
+	}
+}
