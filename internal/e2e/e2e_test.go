@@ -212,6 +212,25 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("agent reports device %s, server %s", st.DeviceID, dev.ID)
 	}
 
+	// The health the agent reports locally is exactly the documented
+	// definition (docs/device-health.md), and the server has the same.
+	var health api.Health
+	hout, _, _ := r.run(agent, "health", "--json", "--state", state)
+	if err := json.Unmarshal([]byte(hout), &health); err != nil {
+		t.Fatalf("bulwark-agent health --json: %v\n%s", err, hout)
+	}
+	documented := documentedChecks(t)
+	var reported []string
+	for _, c := range health.Checks {
+		reported = append(reported, c.Name)
+	}
+	if strings.Join(reported, ",") != strings.Join(documented, ",") {
+		t.Fatalf("agent reports health checks %v, docs/device-health.md defines %v", reported, documented)
+	}
+	if len(shown.Health.Checks) != len(documented) {
+		t.Fatalf("server recorded health %+v", shown.Health)
+	}
+
 	// A command reaches the online agent and is acknowledged.
 	r.ok(bulwark, "devices", "command", dev.ID, "--kind", "ping")
 	eventually(t, "the ping to be acknowledged", 20*time.Second, func() bool {
@@ -241,4 +260,24 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("audit list lacks %s", action)
 		}
 	}
+}
+
+// documentedChecks reads the check names from the table in
+// docs/device-health.md.
+func documentedChecks(t *testing.T) []string {
+	b, err := os.ReadFile("../../docs/device-health.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "| `") {
+			name, _, _ := strings.Cut(strings.TrimPrefix(line, "| `"), "`")
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("docs/device-health.md defines no checks")
+	}
+	return names
 }
