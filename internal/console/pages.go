@@ -123,31 +123,20 @@ func (c *console) logout(w http.ResponseWriter, r *http.Request, p *server.Princ
 type overviewData struct {
 	Summary api.FleetSummary
 	Recent  []api.Device
-	// Partial is set when the fleet is larger than the sample the recent
-	// list was drawn from.
-	Partial bool
 }
-
-// recentSample bounds how many devices the overview sorts to find the
-// most recently seen.
-const recentSample = 1000
 
 func (c *console) overview(w http.ResponseWriter, r *http.Request, p *server.Principal) error {
 	sum, err := c.s.FleetSummary(r, p)
 	if err != nil {
 		return err
 	}
-	list, err := c.s.ListDevices(withQuery(r, url.Values{"limit": {strconv.Itoa(recentSample)}}), p)
+	list, err := c.s.ListDevices(withQuery(r, url.Values{"limit": {"10"}, "sort": {"last_seen"}}), p)
 	if err != nil {
 		return err
 	}
 	devs := slices.DeleteFunc(list.Devices, func(d api.Device) bool { return d.LastSeen == nil })
-	slices.SortFunc(devs, func(a, b api.Device) int { return b.LastSeen.Compare(*a.LastSeen) })
-	if len(devs) > 10 {
-		devs = devs[:10]
-	}
 	c.render(w, r, http.StatusOK, "overview", view{Title: "Overview", Nav: "overview", P: p,
-		Data: overviewData{Summary: sum, Recent: devs, Partial: list.Total > len(list.Devices)}})
+		Data: overviewData{Summary: sum, Recent: devs}})
 	return nil
 }
 

@@ -112,7 +112,7 @@ func (s *Server) handleFleet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // ListDevices lists the devices p may see, filtered by the request's
-// q, group, status, limit and offset parameters.
+// q, group, status, sort, limit and offset parameters.
 func (s *Server) ListDevices(r *http.Request, p *Principal) (api.DeviceList, error) {
 	q := r.URL.Query()
 	limit, err := intParam(r, "limit", 100, 1000)
@@ -127,11 +127,16 @@ func (s *Server) ListDevices(r *http.Request, p *Principal) (api.DeviceList, err
 	if status != "" && status != api.DeviceActive && status != api.DeviceRevoked {
 		return api.DeviceList{}, badRequest("status must be active or revoked")
 	}
+	sort := q.Get("sort")
+	if sort != "" && sort != "hostname" && sort != "last_seen" {
+		return api.DeviceList{}, badRequest("sort must be hostname or last_seen")
+	}
 	if len(q.Get("q")) > 256 {
 		return api.DeviceList{}, badRequest("q is longer than 256 characters")
 	}
 	devs, total, err := s.store.ListDevices(r.Context(), store.DeviceFilter{
 		Query: q.Get("q"), Group: q.Get("group"), Status: status, Scope: p.Scope(api.RoleAuditor), Limit: limit, Offset: offset,
+		RecentFirst: sort == "last_seen",
 	})
 	if err != nil {
 		return api.DeviceList{}, internal(err)

@@ -231,8 +231,11 @@ type DeviceFilter struct {
 	Group  string   // exact group; "" any
 	Status string   // "active", "revoked"; "" any
 	Scope  []string // when non-nil, only devices in these groups
-	Limit  int      // 0: 100; at most 1000
-	Offset int
+	// RecentFirst orders by last check-in, newest first, instead of by
+	// hostname.
+	RecentFirst bool
+	Limit       int // 0: 100; at most 1000
+	Offset      int
 }
 
 func (f *DeviceFilter) where() (string, []any) {
@@ -281,7 +284,11 @@ func (s *Store) ListDevices(ctx context.Context, f DeviceFilter) ([]*Device, int
 	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM devices d`+where, args...).Scan(&total); err != nil {
 		return nil, 0, err
 	}
-	rows, err := s.query(ctx, `SELECT `+deviceCols+deviceFrom+where+` ORDER BY d.hostname, d.id LIMIT ? OFFSET ?`, append(args, f.Limit, f.Offset)...)
+	order := ` ORDER BY d.hostname, d.id`
+	if f.RecentFirst {
+		order = ` ORDER BY COALESCE(s.last_seen, 0) DESC, d.id`
+	}
+	rows, err := s.query(ctx, `SELECT `+deviceCols+deviceFrom+where+order+` LIMIT ? OFFSET ?`, append(args, f.Limit, f.Offset)...)
 	if err != nil {
 		return nil, 0, err
 	}

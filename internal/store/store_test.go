@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -317,6 +318,30 @@ func TestUsersSessionsTokens(t *testing.T) {
 		}
 		if v, _ := s.GetState(ctx, "k"); string(v) != "v1" {
 			t.Fatalf("state = %q", v)
+		}
+	})
+}
+
+func TestListDevicesRecentFirst(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		newToken(t, s, "tok", 10)
+		for _, id := range []string{"a", "b", "c"} {
+			if err := s.EnrollDevice(ctx, "tok", []byte("hash-tok"), newDevice(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.ApplyCheckins(ctx, []store.Checkin{{DeviceID: "a", At: t0.Add(time.Minute), Hostname: "h-a"}, {DeviceID: "c", At: t0.Add(2 * time.Minute), Hostname: "h-c"}})
+		list, _, err := s.ListDevices(ctx, store.DeviceFilter{RecentFirst: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range list {
+			got = append(got, d.ID)
+		}
+		if want := "c,a,b"; strings.Join(got, ",") != want {
+			t.Fatalf("recent-first order %v, want %s", got, want)
 		}
 	})
 }
