@@ -611,7 +611,11 @@ func (s *Server) StartTOTP(r *http.Request, p *Principal) (api.TOTPEnrollment, e
 	if err != nil {
 		return api.TOTPEnrollment{}, internal(err)
 	}
-	if err := s.store.SetTOTPPending(r.Context(), p.ID, secret); err != nil {
+	sealed, err := s.sealTOTP(p.ID, secret)
+	if err != nil {
+		return api.TOTPEnrollment{}, internal(err)
+	}
+	if err := s.store.SetTOTPPending(r.Context(), p.ID, sealed); err != nil {
 		return api.TOTPEnrollment{}, internal(err)
 	}
 	return api.TOTPEnrollment{Secret: secret, URL: url}, nil
@@ -629,7 +633,11 @@ func (s *Server) ConfirmTOTP(r *http.Request, p *Principal, code string) error {
 	if u.TOTPPending == "" {
 		return badRequest("no TOTP set-up is in progress: start one first")
 	}
-	step, err := auth.ValidateTOTP(u.TOTPPending, code, s.now(), 0)
+	pending, err := s.openTOTP(u.ID, u.TOTPPending)
+	if err != nil {
+		return internal(err)
+	}
+	step, err := auth.ValidateTOTP(pending, code, s.now(), 0)
 	if err != nil {
 		return badRequest("the code does not match: check the authenticator app's clock and try the current code")
 	}

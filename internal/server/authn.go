@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -217,7 +219,11 @@ func (s *Server) Login(ctx context.Context, username, password, totpCode, remote
 			s.audit(ctx, rec)
 			return "", nil, &LoginError{Msg: "a TOTP code is required for this account", NeedsTOTP: true, Status: http.StatusUnauthorized}
 		}
-		step, err := auth.ValidateTOTP(u.TOTPSecret, totpCode, now, u.TOTPLastStep)
+		secret, err := s.openTOTP(u.ID, u.TOTPSecret)
+		if err != nil {
+			return "", nil, err
+		}
+		step, err := auth.ValidateTOTP(secret, totpCode, now, u.TOTPLastStep)
 		if err != nil {
 			return failed("bad TOTP code")
 		}
@@ -298,3 +304,25 @@ func newID(prefix string) string {
 
 // NewID returns a random identifier with the given prefix.
 func NewID(prefix string) string { return newID(prefix) }
+
+// TOTP seeds are stored sealed with the key-encryption key, bound to
+// their user, so a copy of the database alone does not yield them.
+func (s *Server) sealTOTP(userID, secret string) (string, error) {
+	b, err := s.kek.Seal([]byte(secret), []byte("bulwark-totp:"+userID))
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
+}
+
+func (s *Server) openTOTP(userID, sealed string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil {
+		return "", fmt.Errorf("TOTP seed of user %s is not sealed: %w", userID, err)
+	}
+	plain, err := s.kek.Open(b, []byte("bulwark-totp:"+userID))
+	if err != nil {
+		return "", fmt.Errorf("opening the TOTP seed of user %s: %w", userID, err)
+	}
+	return string(plain), nil
+}

@@ -64,6 +64,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *store.Store
+	kek     pki.KEK // seals secrets kept in the store (TOTP seeds)
 	ca      *pki.CA
 	caPool  *x509.CertPool
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -149,6 +150,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg:          cfg,
 		log:          cfg.Logger,
 		store:        st,
+		kek:          kek,
 		now:          cfg.Now,
 		hasher:       auth.NewHasher(4),
 		loginLimiter: auth.NewLimiter(0.5, 10, 100000),

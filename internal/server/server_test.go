@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp/totp"
+
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/deviceclient"
 	"github.com/bulwark-iot/bulwark/internal/server"
@@ -642,5 +644,72 @@ func TestServerCertificateRenewedWhileRunning(t *testing.T) {
 	second := leaf()
 	if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatal("the server kept serving a certificate near its expiry")
+	}
+}
+
+func TestTOTPSealedAndReplayRefused(t *testing.T) {
+	ts := servertest.Start(t, servertest.Options{})
+	var created api.UserCreated
+	ts.Do(t, "POST", "/api/v1/users", "", api.UserCreate{Username: "carol", Grants: []api.Grant{{Role: "auditor"}}}, &created)
+	resp, out := login(t, ts, "carol", created.Password, "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	session := func(method, path string, body any, into any) int {
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, ts.URL+path, rd)
+		for _, c := range resp.Cookies() {
+			req.AddCookie(c)
+		}
+		req.Header.Set("X-CSRF-Token", out["csrf_token"].(string))
+		req.Header.Set("Content-Type", "application/json")
+		r, err := ts.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		if into != nil {
+			json.NewDecoder(r.Body).Decode(into)
+		}
+		return r.StatusCode
+	}
+	var enr api.TOTPEnrollment
+	if code := session("POST", "/api/v1/me/totp", nil, &enr); code != 200 || enr.Secret == "" {
+		t.Fatalf("start TOTP: %d", code)
+	}
+	now := time.Now()
+	code, _ := totp.GenerateCode(enr.Secret, now)
+	if c := session("POST", "/api/v1/me/totp/confirm", api.TOTPConfirm{Code: "000000"}, nil); c != 400 {
+		t.Fatalf("wrong confirmation code: %d", c)
+	}
+	if c := session("POST", "/api/v1/me/totp/confirm", api.TOTPConfirm{Code: code}, nil); c != 204 {
+		t.Fatalf("confirm TOTP: %d", c)
+	}
+	// The seed is not in the database in the clear.
+	db, err := sql.Open("sqlite", filepath.Join(ts.DataDir, "bulwark.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var stored string
+	db.QueryRow(`SELECT totp_secret FROM users WHERE username = 'carol'`).Scan(&stored)
+	if stored == "" || strings.Contains(stored, enr.Secret) {
+		t.Fatalf("TOTP seed stored as %q", stored)
+	}
+	// Password alone is refused; the confirmation code cannot be replayed;
+	// the next code works.
+	if r, out := login(t, ts, "carol", created.Password, ""); r.StatusCode != 401 || out["error"] != "totp_required" {
+		t.Fatalf("login without code: %d %v", r.StatusCode, out)
+	}
+	if r, _ := login(t, ts, "carol", created.Password, code); r.StatusCode != 401 {
+		t.Fatalf("replayed TOTP code accepted: %d", r.StatusCode)
+	}
+	next, _ := totp.GenerateCode(enr.Secret, now.Add(30*time.Second))
+	if r, _ := login(t, ts, "carol", created.Password, next); r.StatusCode != 200 {
+		t.Fatalf("login with the next code: %d", r.StatusCode)
 	}
 }
