@@ -5,6 +5,8 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,4 +127,12 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// TOTPURL is the otpauth:// URL (the QR code's content) for an existing
+// secret, with the same parameters as [NewTOTP].
+func TOTPURL(issuer, account, secret string) string {
+	v := url.Values{"secret": {secret}, "issuer": {issuer}, "algorithm": {"SHA1"},
+		"digits": {strconv.Itoa(totpDigits.Length())}, "period": {strconv.Itoa(int(totpPeriod))}}
+	return (&url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + account, RawQuery: v.Encode()}).String()
 }

@@ -373,17 +373,19 @@ func (c *console) accountPage(w http.ResponseWriter, r *http.Request, p *server.
 		return err
 	}
 	d := accountData{User: server.UserView(u), Pending: u.TOTPPending != ""}
-	if showSecret && u.TOTPPending != "" {
-		d.Secret = u.TOTPPending
-		key, err := otp.NewKeyFromURL((&url.URL{Scheme: "otpauth", Host: "totp", Path: "/Bulwark:" + u.Username,
-			RawQuery: url.Values{"secret": {u.TOTPPending}, "issuer": {"Bulwark"}, "algorithm": {"SHA1"},
-				"digits": {"6"}, "period": {"30"}}.Encode()}).String())
-		if err == nil {
-			d.URL = key.URL()
-			if img, err := key.Image(220, 220); err == nil {
-				var buf bytes.Buffer
-				if png.Encode(&buf, img) == nil {
-					d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))
+	if showSecret && d.Pending {
+		enr, ok, err := c.s.PendingTOTP(r, p)
+		if err != nil {
+			return err
+		}
+		if ok {
+			d.Secret, d.URL = enr.Secret, enr.URL
+			if key, err := otp.NewKeyFromURL(enr.URL); err == nil {
+				if img, err := key.Image(220, 220); err == nil {
+					var buf bytes.Buffer
+					if png.Encode(&buf, img) == nil {
+						d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))
+					}
 				}
 			}
 		}

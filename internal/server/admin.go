@@ -621,6 +621,23 @@ func (s *Server) StartTOTP(r *http.Request, p *Principal) (api.TOTPEnrollment, e
 	return api.TOTPEnrollment{Secret: secret, URL: url}, nil
 }
 
+// PendingTOTP returns the TOTP set-up in progress for p (to show it again
+// after a mistyped confirmation code); ok is false when there is none.
+func (s *Server) PendingTOTP(r *http.Request, p *Principal) (enr api.TOTPEnrollment, ok bool, err error) {
+	u, err := s.store.GetUser(r.Context(), p.ID)
+	if err != nil {
+		return enr, false, internal(err)
+	}
+	if u.TOTPPending == "" {
+		return enr, false, nil
+	}
+	secret, err := s.openTOTP(u.ID, u.TOTPPending)
+	if err != nil {
+		return enr, false, internal(err)
+	}
+	return api.TOTPEnrollment{Secret: secret, URL: auth.TOTPURL("Bulwark", u.Username, secret)}, true, nil
+}
+
 // ConfirmTOTP activates the pending TOTP secret once a valid code is shown.
 func (s *Server) ConfirmTOTP(r *http.Request, p *Principal, code string) error {
 	if p.Kind != "user" {
