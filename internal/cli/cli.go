@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"os/user"
 	"strings"
 	"text/tabwriter"
@@ -39,7 +40,7 @@ Usage:
   bulwark devices command ID --kind ping|checkin | devices commands ID [--json]
   bulwark groups list | groups create NAME [--description TEXT]
   bulwark users list | users create --username NAME --role ROLE [--group G]
-  bulwark audit verify | audit list [--json] [--limit N]
+  bulwark audit verify [--anchor FILE] | audit list [--json] [--limit N]
   bulwark simulate --devices N --interval D --duration T
   bulwark version
 
@@ -598,13 +599,25 @@ func fetchAudit(ctx context.Context, c *apiClient, each func([]api.AuditEntry) e
 }
 
 // auditVerify downloads the audit log and recomputes its hash chain on the
-// client, so a tampered database cannot vouch for itself.
+// client, so a tampered database cannot vouch for itself. With --anchor it
+// also checks the log still holds the head recorded by the previous run
+// (which catches entries removed from the end, the one change a hash chain
+// alone cannot show) and records the new head.
 func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit verify", stderr)
+	anchorFile := fs.String("anchor", "", "file holding the head verified last time; checked, then updated")
 	var cf clientFlags
 	cf.register(fs)
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
+	}
+	var anchor *auditAnchor
+	if *anchorFile != "" {
+		a, err := readAnchor(*anchorFile)
+		if err != nil {
+			return err
+		}
+		anchor = a
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -612,14 +625,67 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var prev string
 	var seq int64
+	anchorSeen := false
 	err = fetchAudit(ctx, c, func(es []api.AuditEntry) error {
 		prev, seq, err = api.VerifyAuditChain(prev, seq, es)
-		return err
+		if err != nil {
+			return err
+		}
+		if anchor != nil {
+			for _, e := range es {
+				if e.Seq == anchor.Seq {
+					if e.Hash != anchor.Hash {
+						return fmt.Errorf("audit: entry %d differs from the anchored head (the log was rewritten)", e.Seq)
+					}
+					anchorSeen = true
+				}
+			}
+		}
+		return nil
 	})
+	if err == nil && anchor != nil && anchor.Seq > 0 && !anchorSeen {
+		err = fmt.Errorf("audit: the log ends at entry %d but entry %d was verified before: entries were removed", seq, anchor.Seq)
+	}
 	if err != nil {
 		return fmt.Errorf("audit log verification FAILED: %w", err)
 	}
+	if *anchorFile != "" {
+		if err := writeAnchor(*anchorFile, auditAnchor{Seq: seq, Hash: prev}); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(stdout, "audit log OK: %d entries, chain head %s\n", seq, prev)
+	return nil
+}
+
+type auditAnchor struct {
+	Seq  int64
+	Hash string
+}
+
+func readAnchor(path string) (*auditAnchor, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &auditAnchor{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the audit anchor: %w", err)
+	}
+	var a auditAnchor
+	if _, err := fmt.Sscanf(string(b), "%d %64s", &a.Seq, &a.Hash); err != nil || a.Seq < 0 || len(a.Hash) != 64 {
+		return nil, fmt.Errorf("%s is not an audit anchor (expected \"SEQ HASH\")", path)
+	}
+	return &a, nil
+}
+
+func writeAnchor(path string, a auditAnchor) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%d %s\n", a.Seq, a.Hash)), 0o600); err != nil {
+		return fmt.Errorf("writing the audit anchor: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing the audit anchor: %w", err)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"net"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/api"
+
+	_ "modernc.org/sqlite"
 )
 
 // build compiles a command of this module into dir.
@@ -250,7 +253,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("agent log does not mention the revocation:\n%s", agErr.String())
 	}
 
-	out := r.ok(bulwark, "audit", "verify")
+	anchor := filepath.Join(tmp, "audit.anchor")
+	out := r.ok(bulwark, "audit", "verify", "--anchor", anchor)
 	if !strings.Contains(out, "audit log OK") {
 		t.Fatalf("audit verify: %s", out)
 	}
@@ -259,6 +263,26 @@ func TestEndToEnd(t *testing.T) {
 		if !strings.Contains(auditOut, action) {
 			t.Errorf("audit list lacks %s", action)
 		}
+	}
+
+	// Tampering with the database is detected: an altered entry breaks
+	// the chain, and entries cut from the end break the anchor.
+	db, err := sql.Open("sqlite", filepath.Join(data, "bulwark.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM audit_log WHERE seq > (SELECT MAX(seq) - 2 FROM audit_log)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := r.run(bulwark, "audit", "verify", "--anchor", anchor); code == 0 || !strings.Contains(errs, "entries were removed") {
+		t.Fatalf("truncated audit log: exit %d %q", code, errs)
+	}
+	if _, err := db.Exec(`UPDATE audit_log SET actor = 'user:nobody' WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := r.run(bulwark, "audit", "verify"); code == 0 || !strings.Contains(errs, "entry 3 was altered") {
+		t.Fatalf("altered audit log: exit %d %q", code, errs)
 	}
 }
 
