@@ -199,3 +199,9 @@ type Whoami struct {
 	Kind      string  `json:"kind"` // "user" or "token"
 	Grants    []Grant `json:"grants"`
 }
+
+// PasswordChange is the body of POST /api/v1/me/password.
+type PasswordChange struct {
+	Current string `json:"current_password"`
+	New     string `json:"new_password"`
+}

@@ -98,6 +98,7 @@ func (c *console) routes() {
 	m.Handle("GET /ui/account", c.auth(c.account))
 	m.Handle("POST /ui/account/totp", c.auth(c.startTOTP))
 	m.Handle("POST /ui/account/totp/confirm", c.auth(c.confirmTOTP))
+	m.Handle("POST /ui/account/password", c.auth(c.changePassword))
 	m.Handle("GET /ui/audit", c.auth(c.audit))
 	// Anything else under /ui/ is a 404 page (for a logged-in user, with
 	// the navigation; otherwise the login redirect would reveal nothing
@@ -329,6 +330,7 @@ var flashes = map[string]string{
 	"revoked":       "The device has been revoked. Its certificate no longer works and it cannot check in.",
 	"token-revoked": "The API token has been revoked.",
 	"totp-on":       "Two-factor authentication is on. From now on, log in with a code from your authenticator app.",
+	"password":      "Your password has been changed.",
 	"logged-out":    "You have logged out.",
 	"expired":       "Your session has ended. Log in again.",
 }

@@ -302,7 +302,7 @@ func TestCSRFOnForms(t *testing.T) {
 	b := newBrowser(t, ts)
 	csrf := b.mustLogin("root")
 	dev := enrol(t, ts, ts.EnrollToken(t, 1, ""), "cam-01")
-	for _, path := range []string{"/ui/logout", "/ui/tokens", "/ui/account/totp", "/ui/devices/" + dev.ID + "/revoke"} {
+	for _, path := range []string{"/ui/logout", "/ui/tokens", "/ui/account/totp", "/ui/account/password", "/ui/devices/" + dev.ID + "/revoke"} {
 		for _, tok := range []string{"", "wrong-" + csrf} {
 			p := b.post(path, url.Values{"csrf": {tok}, "name": {"x"}, "role": {"auditor"}})
 			if p.Status != http.StatusForbidden {
@@ -433,6 +433,36 @@ func TestTokensPage(t *testing.T) {
 	}
 	if p := b.post("/ui/tokens/tok_missing/revoke", url.Values{"csrf": {csrf}}); p.Status != http.StatusNotFound {
 		t.Errorf("revoking a missing token: %d", p.Status)
+	}
+}
+
+func TestAccountPasswordChange(t *testing.T) {
+	ts := start(t)
+	createUser(t, ts, "erin", api.Grant{Role: api.RoleAuditor})
+	b := newBrowser(t, ts)
+	csrf := b.mustLogin("erin")
+	newPW := "a much longer passphrase"
+	p := b.post("/ui/account/password", url.Values{"csrf": {csrf}, "current_password": {testPassword}, "new_password": {newPW}, "confirm_password": {newPW + "x"}})
+	if p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "The two new passwords differ") {
+		t.Fatalf("mismatched confirmation: %d", p.Status)
+	}
+	p = b.post("/ui/account/password", url.Values{"csrf": {csrf}, "current_password": {"wrong-password-xx"}, "new_password": {newPW}, "confirm_password": {newPW}})
+	if p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "current password is wrong") {
+		t.Fatalf("wrong current password: %d", p.Status)
+	}
+	p = b.post("/ui/account/password", url.Values{"csrf": {csrf}, "current_password": {testPassword}, "new_password": {newPW}, "confirm_password": {newPW}})
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("changing the password: %d\n%s", p.Status, p.Body)
+	}
+	if p := b.get(p.Location); !strings.Contains(p.Body, "Your password has been changed") {
+		t.Error("no notice after the change")
+	}
+	other := newBrowser(t, ts)
+	if p := other.login("erin", testPassword, ""); p.Status == http.StatusSeeOther {
+		t.Fatal("the old password still logs in")
+	}
+	if p := other.login("erin", newPW, ""); p.Status != http.StatusSeeOther {
+		t.Fatalf("the new password does not log in: %d", p.Status)
 	}
 }
 

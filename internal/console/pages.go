@@ -500,3 +500,19 @@ func (c *console) newestFirst(r *http.Request, before int64) ([]api.AuditEntry, 
 	}
 	return out, nil
 }
+
+func (c *console) changePassword(w http.ResponseWriter, r *http.Request, p *server.Principal) error {
+	f := r.PostForm
+	if f.Get("new_password") != f.Get("confirm_password") {
+		return c.accountPage(w, r, p, http.StatusBadRequest, false, "The two new passwords differ.")
+	}
+	if err := c.s.ChangePassword(r, p, f.Get("current_password"), f.Get("new_password")); err != nil {
+		status, msg := server.ErrorMessage(err)
+		if status >= 500 {
+			return err
+		}
+		return c.accountPage(w, r, p, status, false, sentence(msg))
+	}
+	redirect(w, r, Prefix+"account", url.Values{"done": {"password"}})
+	return nil
+}

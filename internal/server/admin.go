@@ -621,6 +621,56 @@ func (s *Server) StartTOTP(r *http.Request, p *Principal) (api.TOTPEnrollment, e
 	return api.TOTPEnrollment{Secret: secret, URL: url}, nil
 }
 
+// ChangePassword changes p's own password after checking the current one,
+// and ends p's other sessions.
+func (s *Server) ChangePassword(r *http.Request, p *Principal, current, next string) error {
+	if p.Kind != "user" {
+		return badRequest("a password belongs to a user: log in as the user to change it")
+	}
+	u, err := s.store.GetUser(r.Context(), p.ID)
+	if err != nil {
+		return internal(err)
+	}
+	ok, err := s.hasher.Verify(r.Context(), u.PasswordHash, current)
+	if err != nil {
+		return internal(err)
+	}
+	if !ok {
+		s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.password_change", target: "user:" + u.Username, remote: ClientIP(r), outcome: "refused: wrong current password"})
+		return badRequest("the current password is wrong")
+	}
+	if err := auth.CheckPasswordPolicy(next); err != nil {
+		return badRequest(err.Error())
+	}
+	if next == current {
+		return badRequest("the new password must differ from the current one")
+	}
+	hash, err := s.hasher.Hash(r.Context(), next)
+	if err != nil {
+		return internal(err)
+	}
+	if err := s.store.SetPassword(r.Context(), u.ID, hash); err != nil {
+		return internal(err)
+	}
+	if err := s.store.DeleteUserSessions(r.Context(), u.ID, p.SessionID); err != nil {
+		return internal(err)
+	}
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "user.password_change", target: "user:" + u.Username, remote: ClientIP(r), outcome: "ok"})
+	return nil
+}
+
+func (s *Server) handleChangePassword(w http.ResponseWriter, r *http.Request) error {
+	var req api.PasswordChange
+	if err := decode(r, api.MaxAdminBody, &req); err != nil {
+		return err
+	}
+	if err := s.ChangePassword(r, PrincipalFrom(r.Context()), req.Current, req.New); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // PendingTOTP returns the TOTP set-up in progress for p (to show it again
 // after a mistyped confirmation code); ok is false when there is none.
 func (s *Server) PendingTOTP(r *http.Request, p *Principal) (enr api.TOTPEnrollment, ok bool, err error) {

@@ -62,6 +62,7 @@ func (s *Server) routesHandler() http.Handler {
 		{"DELETE", "/api/v1/users/{id}/totp", "admin-global", s.handleResetTOTP},
 		{"POST", "/api/v1/me/totp", "admin", s.handleStartTOTP},
 		{"POST", "/api/v1/me/totp/confirm", "admin", s.handleConfirmTOTP},
+		{"POST", "/api/v1/me/password", "admin", s.handleChangePassword},
 		{"GET", "/api/v1/tokens", "admin-global", s.handleListAPITokens},
 		{"POST", "/api/v1/tokens", "admin-global", s.handleCreateAPIToken},
 		{"DELETE", "/api/v1/tokens/{id}", "admin-global", s.handleRevokeAPIToken},

@@ -713,3 +713,61 @@ func TestTOTPSealedAndReplayRefused(t *testing.T) {
 		t.Fatalf("login with the next code: %d", r.StatusCode)
 	}
 }
+
+func TestChangePassword(t *testing.T) {
+	ts := servertest.Start(t, servertest.Options{})
+	var created api.UserCreated
+	ts.Do(t, "POST", "/api/v1/users", "", api.UserCreate{Username: "dave", Grants: []api.Grant{{Role: "auditor"}}}, &created)
+	r1, o1 := login(t, ts, "dave", created.Password, "")
+	r2, _ := login(t, ts, "dave", created.Password, "")
+	call := func(resp *http.Response, csrf string, method, path string, body any) int {
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, ts.URL+path, rd)
+		for _, c := range resp.Cookies() {
+			req.AddCookie(c)
+		}
+		req.Header.Set("X-CSRF-Token", csrf)
+		req.Header.Set("Content-Type", "application/json")
+		r, err := ts.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r.StatusCode
+	}
+	csrf := o1["csrf_token"].(string)
+	newPW := "correct horse battery staple"
+	for _, tc := range []struct {
+		name string
+		body api.PasswordChange
+		want int
+	}{
+		{"wrong current", api.PasswordChange{Current: "nope-nope-nope", New: newPW}, 400},
+		{"weak new", api.PasswordChange{Current: created.Password, New: "short"}, 400},
+		{"same", api.PasswordChange{Current: created.Password, New: created.Password}, 400},
+		{"ok", api.PasswordChange{Current: created.Password, New: newPW}, 204},
+	} {
+		if got := call(r1, csrf, "POST", "/api/v1/me/password", tc.body); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if got := call(r1, csrf, "GET", "/api/v1/whoami", nil); got != 200 {
+		t.Fatalf("the session that changed the password ended: %d", got)
+	}
+	if got := call(r2, "", "GET", "/api/v1/whoami", nil); got != 401 {
+		t.Fatalf("another session survived the password change: %d", got)
+	}
+	if r, _ := login(t, ts, "dave", created.Password, ""); r.StatusCode != 401 {
+		t.Fatalf("old password still works: %d", r.StatusCode)
+	}
+	if r, _ := login(t, ts, "dave", newPW, ""); r.StatusCode != 200 {
+		t.Fatalf("new password refused: %d", r.StatusCode)
+	}
+	if code := ts.Do(t, "POST", "/api/v1/me/password", "", api.PasswordChange{Current: "x", New: newPW}, nil); code != 400 {
+		t.Fatalf("API token changing a password: %d", code)
+	}
+}

@@ -277,6 +277,12 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	return err
 }
 
+// DeleteUserSessions ends a user's sessions except the one named keep.
+func (s *Store) DeleteUserSessions(ctx context.Context, userID, keep string) error {
+	_, err := s.exec(ctx, `DELETE FROM sessions WHERE user_id = ? AND id <> ?`, userID, keep)
+	return err
+}
+
 // DeleteExpiredSessions removes sessions that expired before now.
 func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
 	res, err := s.exec(ctx, `DELETE FROM sessions WHERE expires_at < ?`, ts(now))
