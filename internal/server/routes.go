@@ -86,10 +86,15 @@ func (s *Server) routesHandler() http.Handler {
 	// Anything else under the APIs is a JSON 404 (or 405), never HTML.
 	for _, prefix := range []string{"/api/", "/device/"} {
 		mux.Handle(prefix, s.serve(func(w http.ResponseWriter, r *http.Request) error {
+			var allow []string
 			for _, rt := range s.routes {
-				if rt.Path == r.URL.Path {
-					return errf(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
+				if pathMatches(rt.Path, r.URL.Path) {
+					allow = append(allow, rt.Method)
 				}
+			}
+			if len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				return errf(http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path+" (allowed: "+strings.Join(allow, ", ")+")")
 			}
 			return errf(http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
 		}))
@@ -147,4 +152,23 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil
+}
+
+// pathMatches reports whether path fits a route pattern, where a {name}
+// segment matches any one non-empty segment.
+func pathMatches(pattern, path string) bool {
+	ps, qs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(qs) {
+		return false
+	}
+	for i := range ps {
+		if strings.HasPrefix(ps[i], "{") {
+			if qs[i] == "" {
+				return false
+			}
+		} else if ps[i] != qs[i] {
+			return false
+		}
+	}
+	return true
 }

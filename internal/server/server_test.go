@@ -520,6 +520,8 @@ func TestRBACScopes(t *testing.T) {
 		{"no token", "GET", "/api/v1/devices", "-", 401},
 		{"bad token", "GET", "/api/v1/devices", "bwk_0000000000000000_" + strings.Repeat("A", 43), 401},
 		{"unknown endpoint", "GET", "/api/v1/nope", "", 404},
+		{"wrong method on a pattern path", "DELETE", "/api/v1/devices/" + plant.id, "", 405},
+		{"wrong method on a fixed path", "PUT", "/api/v1/devices", "", 405},
 	} {
 		var body any
 		if tc.method == "POST" && strings.HasSuffix(tc.path, "tokens") {
