@@ -265,17 +265,30 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	var current int64
-	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+	// Apply every migration not yet recorded (not just those above the
+	// highest): migrations written on parallel branches may land out of
+	// order.
+	applied := map[int64]bool{}
+	rows, err := conn.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: migrate: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
 	for _, e := range entries {
 		num, _, ok := strings.Cut(e.Name(), "_")
 		v, err := strconv.ParseInt(num, 10, 64)
 		if !ok || err != nil {
 			return fmt.Errorf("store: migrate: bad migration name %q", e.Name())
 		}
-		if v <= current {
+		if applied[v] {
 			continue
 		}
 		body, err := fs.ReadFile(migrations, dir+"/"+e.Name())
@@ -310,12 +323,39 @@ func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 	return v, err
 }
 
+// splitSQL splits a migration into statements at semicolons outside
+// quotes, dropping -- comments (which may contain semicolons).
 func splitSQL(body string) []string {
 	var out []string
-	for _, stmt := range strings.Split(body, ";") {
-		if strings.TrimSpace(stmt) != "" {
-			out = append(out, stmt)
+	var cur strings.Builder
+	inQuote := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case inQuote:
+			cur.WriteByte(c)
+			if c == '\'' {
+				inQuote = false
+			}
+		case c == '\'':
+			inQuote = true
+			cur.WriteByte(c)
+		case c == '-' && i+1 < len(body) && body[i+1] == '-':
+			for i < len(body) && body[i] != '\n' {
+				i++
+			}
+			cur.WriteByte('\n')
+		case c == ';':
+			if strings.TrimSpace(cur.String()) != "" {
+				out = append(out, cur.String())
+			}
+			cur.Reset()
+		default:
+			cur.WriteByte(c)
 		}
+	}
+	if strings.TrimSpace(cur.String()) != "" {
+		out = append(out, cur.String())
 	}
 	return out
 }
