@@ -45,7 +45,8 @@ type Installer interface {
 	// Install stages the artifact at artifactPath as r.Version without
 	// making it active. It replaces whatever an interrupted earlier
 	// attempt left for the same version, and must not touch the active
-	// version or the one Commit last kept.
+	// version. (A directory installer also leaves the version Commit
+	// kept; an A/B installer overwrites it, as it has only one spare slot.)
 	Install(ctx context.Context, artifactPath string, r Release) error
 	// Switch makes a staged or kept version active, atomically: after a
 	// crash either the old or the new version is active. Switching to the
