@@ -70,6 +70,8 @@ func (s *Server) routesHandler() http.Handler {
 		{"GET", "/api/v1/openapi.json", "public", s.handleOpenAPI},
 		{"GET", "/healthz", "public", s.handleHealthz},
 	}
+	disc := s.newDisclosureService()
+	s.routes = append(s.routes, disc.routes()...)
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {
 		h := rt.handler
@@ -99,6 +101,7 @@ func (s *Server) routesHandler() http.Handler {
 			return errf(http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
 		}))
 	}
+	disc.mount(mux)
 	if s.cfg.Console != nil {
 		ui := s.cfg.Console(s)
 		mux.Handle("/ui/", ui)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/auth"
+	"github.com/bulwark-iot/bulwark/internal/disclosure"
 	"github.com/bulwark-iot/bulwark/internal/pki"
 	"github.com/bulwark-iot/bulwark/internal/store"
 )
@@ -57,6 +58,10 @@ type Config struct {
 	Console func(*Server) http.Handler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Disclosure configures the public vulnerability-disclosure pages
+	// (security.txt contacts, public URL); the zero value names the
+	// server's own report form as the contact.
+	Disclosure disclosure.Config
 }
 
 // Server is a running control plane.
@@ -130,6 +135,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if err := cfg.Disclosure.Check(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: creating data directory: %w", err)
