@@ -22,7 +22,7 @@ import (
 // BenchmarkDownloadVerify downloads and verifies a 256 MiB artifact
 // (BULWARK_BENCH_MB overrides the size) from a local httptest server, and
 // reports, besides MB/s, the throughput of sha256sum on the same file in
-// the same run (sha256sum_MB/s), the ratio of the two (x_sha256sum; the
+// the same run (sha256sum_MB/s, best of three), the ratio of the two (x_sha256sum; the
 // target is >= 0.8), and the process's peak RSS (maxRSS_MB, which
 // includes the test server).
 func BenchmarkDownloadVerify(b *testing.B) {
@@ -56,12 +56,17 @@ func BenchmarkDownloadVerify(b *testing.B) {
 	elapsed := b.Elapsed().Seconds() / float64(b.N)
 	ours := float64(size) / 1e6 / elapsed
 	if sum, err := exec.LookPath("sha256sum"); err == nil {
-		exec.Command(sum, src).Run() // warm the page cache as for the download
-		start := time.Now()
-		if err := exec.Command(sum, src).Run(); err != nil {
-			b.Fatal(err)
+		// Best of three runs (the file is in the page cache, as it is for
+		// the server), so a noisy machine flatters sha256sum, not us.
+		best := time.Duration(1<<63 - 1)
+		for range 3 {
+			start := time.Now()
+			if err := exec.Command(sum, src).Run(); err != nil {
+				b.Fatal(err)
+			}
+			best = min(best, time.Since(start))
 		}
-		theirs := float64(size) / 1e6 / time.Since(start).Seconds()
+		theirs := float64(size) / 1e6 / best.Seconds()
 		b.ReportMetric(theirs, "sha256sum_MB/s")
 		b.ReportMetric(ours/theirs, "x_sha256sum")
 	}

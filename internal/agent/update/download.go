@@ -59,7 +59,9 @@ type Downloader struct {
 	// the downloading goroutine and should return quickly.
 	Progress func(done, total int64)
 	// BufferSize is the copy buffer size; zero means DefaultBufferSize.
-	// Memory use is this buffer, whatever the artifact size.
+	// Memory use is five such buffers (one for re-hashing a partial file,
+	// four in flight between the network and the hashing goroutine),
+	// whatever the artifact size.
 	BufferSize int
 }
 
@@ -207,7 +209,7 @@ func (d *Downloader) fetch(ctx context.Context, url string, f *os.File, v *verif
 			resp.Body.Close()
 			return fmt.Errorf("server answered %s", resp.Status)
 		}
-		err = v.copyFrom(f, resp, buf, d.Progress)
+		err = v.copyFrom(f, resp, len(buf), d.Progress)
 		resp.Body.Close()
 		return err
 	}
@@ -333,14 +335,38 @@ func (v *verifier) hashFrom(f *os.File, buf []byte) error {
 	}
 }
 
-// copyFrom appends the response body to f, hashing it, and refuses to go
-// past the trusted length.
-func (v *verifier) copyFrom(f *os.File, resp *http.Response, buf []byte, progress func(done, total int64)) error {
+// copyFrom appends the response body to f, and refuses to go past the
+// trusted length. Hashing runs on a second goroutine, overlapping the
+// network and disk I/O, fed through a small ring of buffers so memory
+// stays bounded.
+func (v *verifier) copyFrom(f *os.File, resp *http.Response, bufSize int, progress func(done, total int64)) (err error) {
 	remaining := v.want.Length - v.n
 	if resp.ContentLength > remaining {
 		return fmt.Errorf("%w: server announced %d bytes, %d expected", ErrTooLong, resp.ContentLength, remaining)
 	}
+	const ring = 4
+	free := make(chan []byte, ring)
+	full := make(chan []byte, ring)
+	done := make(chan struct{})
+	for range ring {
+		free <- make([]byte, bufSize)
+	}
+	go func() {
+		defer close(done)
+		for b := range full {
+			for _, h := range v.hashes {
+				h.Write(b)
+			}
+			free <- b[:cap(b)]
+		}
+	}()
+	defer func() {
+		close(full)
+		<-done
+	}()
+
 	for {
+		buf := <-free
 		n, rerr := resp.Body.Read(buf)
 		if int64(n) > v.want.Length-v.n {
 			return fmt.Errorf("%w: more than %d bytes", ErrTooLong, v.want.Length)
@@ -349,10 +375,13 @@ func (v *verifier) copyFrom(f *os.File, resp *http.Response, buf []byte, progres
 			if _, err := f.Write(buf[:n]); err != nil {
 				return err
 			}
-			v.write(buf[:n])
+			v.n += int64(n)
+			full <- buf[:n]
 			if progress != nil {
 				progress(v.n, v.want.Length)
 			}
+		} else {
+			free <- buf
 		}
 		if rerr == io.EOF {
 			if v.n != v.want.Length {
