@@ -102,6 +102,8 @@ func (s *Server) routesHandler() http.Handler {
 		}))
 	}
 	disc.mount(mux)
+	// The update repository is public: clients verify its signatures.
+	mux.Handle("/tuf/", s.tuf.Handler())
 	if s.cfg.Console != nil {
 		ui := s.cfg.Console(s)
 		mux.Handle("/ui/", ui)

@@ -29,6 +29,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/disclosure"
 	"github.com/bulwark-iot/bulwark/internal/pki"
 	"github.com/bulwark-iot/bulwark/internal/store"
+	"github.com/bulwark-iot/bulwark/internal/tufrepo"
 )
 
 // Config configures a server. Zero values are documented per field.
@@ -81,6 +82,9 @@ type Server struct {
 	enrollFails  *penaltyBox
 	checkins     *checkinWriter
 	hub          *hub
+
+	tuf          *tufrepo.Repo // the update repository, served under /tuf/
+	tufArtifacts tufrepo.DirArtifacts
 
 	handler http.Handler
 	routes  []route
@@ -170,6 +174,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.initAdmin(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := s.initTUF(ctx); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -495,6 +503,7 @@ func (s *Server) maintain(ctx context.Context) {
 		if _, err := s.store.DeleteExpiredSessions(ctx, s.now()); err != nil && ctx.Err() == nil {
 			s.log.Warn("deleting expired sessions", "err", err)
 		}
+		s.refreshTUF(ctx)
 		select {
 		case <-ctx.Done():
 			return
