@@ -205,3 +205,95 @@ type PasswordChange struct {
 	Current string `json:"current_password"`
 	New     string `json:"new_password"`
 }
+
+// Release is a published artifact of a product version (an update).
+type Release struct {
+	Product   string    `json:"product"`
+	Version   string    `json:"version"`
+	Target    string    `json:"target"` // TUF target name
+	Length    int64     `json:"length"`
+	SHA256    string    `json:"sha256"`
+	SHA512    string    `json:"sha512"`
+	Installer string    `json:"installer"` // "app" or "ab"
+	Hardware  []string  `json:"hardware"`  // compatible hardware; empty: any
+	Fixes     []string  `json:"fixes"`     // vulnerability IDs (CVE-…) fixed
+	Severity  string    `json:"severity,omitempty"`
+	SBOM      string    `json:"sbom,omitempty"` // TUF target name of the CycloneDX SBOM
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+}
+
+// VersionFloor is the lowest version of a product that devices may run:
+// even a signed older release is refused.
+type VersionFloor struct {
+	Product    string    `json:"product"`
+	MinVersion string    `json:"min_version"`
+	UpdatedAt  time.Time `json:"updated_at,omitempty"`
+	UpdatedBy  string    `json:"updated_by,omitempty"`
+}
+
+// DeploymentCreate is the body of POST /api/v1/deployments.
+type DeploymentCreate struct {
+	Product string   `json:"product"`
+	Version string   `json:"version"`
+	Group   string   `json:"group,omitempty"`
+	Devices []string `json:"devices,omitempty"`
+	// Stages are cumulative percentages, e.g. "5,25,100"; empty: "100".
+	Stages string `json:"stages,omitempty"`
+	// HaltFailurePct halts the deployment when more than this share of a
+	// stage's devices fail (0: any failure); absent means 10.
+	HaltFailurePct *int `json:"halt_failure_pct,omitempty"`
+	// Expedited deployments (admins only) ignore maintenance windows.
+	Expedited bool `json:"expedited,omitempty"`
+}
+
+// Deployment is the admin view of a staged rollout.
+type Deployment struct {
+	ID             string             `json:"id"`
+	Product        string             `json:"product"`
+	Version        string             `json:"version"`
+	Target         string             `json:"target"`
+	Group          string             `json:"group,omitempty"`
+	Stages         []int              `json:"stages"`
+	Stage          int                `json:"stage"` // 1-based number of the open stage
+	HaltFailurePct int                `json:"halt_failure_pct"`
+	State          string             `json:"state"` // running, paused, halted, aborted, completed
+	Reason         string             `json:"reason,omitempty"`
+	Expedited      bool               `json:"expedited"`
+	Counts         map[string]int     `json:"counts"` // devices by status
+	Devices        []DeploymentDevice `json:"devices,omitempty"`
+	Events         []DeploymentEvent  `json:"events,omitempty"`
+	CreatedAt      time.Time          `json:"created_at"`
+	CreatedBy      string             `json:"created_by"`
+	UpdatedAt      time.Time          `json:"updated_at"`
+}
+
+// DeploymentDevice is one device's status in a deployment.
+type DeploymentDevice struct {
+	DeviceID  string    `json:"device_id"`
+	Rank      int       `json:"rank"`
+	Status    string    `json:"status"` // waiting, pending, downloading, installing, verifying, success, failed, rolled-back
+	Reason    string    `json:"reason,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// DeploymentEvent is an entry of a deployment's history.
+type DeploymentEvent struct {
+	DeviceID string    `json:"device_id,omitempty"`
+	Status   string    `json:"status"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// DeploymentAction is the optional body of pause, resume and abort.
+type DeploymentAction struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// MaintenanceWindow is a weekly window in UTC during which deployments
+// may install on a group's devices.
+type MaintenanceWindow struct {
+	Days  []string `json:"days"`  // mon … sun
+	Start string   `json:"start"` // HH:MM
+	End   string   `json:"end"`   // HH:MM; before Start: runs past midnight
+}

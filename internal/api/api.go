@@ -150,3 +150,16 @@ type UpdateAssignment struct {
 type CommandsWaitResponse struct {
 	Commands []Command `json:"commands"`
 }
+
+// PathUpdateStatus is where a device reports its progress in a deployment.
+const PathUpdateStatus = "/device/v1/update-status"
+
+// UpdateStatus is a device's report on an update assignment.
+type UpdateStatus struct {
+	DeploymentID string `json:"deployment_id"`
+	// Status is downloading, installing, verifying, success, failed or
+	// rolled-back.
+	Status string `json:"status"`
+	// Detail says why, above all for failed and rolled-back.
+	Detail string `json:"detail,omitempty"`
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/console"
+	"github.com/bulwark-iot/bulwark/internal/disclosure"
 	"github.com/bulwark-iot/bulwark/internal/server"
 	"github.com/bulwark-iot/bulwark/internal/simulate"
 )
@@ -41,6 +42,13 @@ Usage:
   bulwark groups list | groups create NAME [--description TEXT]
   bulwark users list | users create --username NAME --role ROLE [--group G]
   bulwark audit verify [--anchor FILE] | audit list [--json] [--limit N]
+  bulwark release publish --product P --version V --file F [--installer app|ab]
+                  [--fixes CVE-…,…] [--severity low|medium|high|critical] [--sbom FILE] [--hardware H,…]
+  bulwark release list [--product P] [--json] | release floor --product P --min-version V | release floors
+  bulwark deploy create --release PRODUCT@VERSION (--group G | --device ID…) [--stages 5,25,100]
+                 [--halt-failures 10%] [--expedite]
+  bulwark deploy list | deploy show ID [--json] | deploy pause|resume|abort ID [--reason TEXT]
+  bulwark deploy windows --group G [--window mon,tue/01:00-04:00]…
   bulwark simulate --devices N --interval D --duration T
   bulwark version
 
@@ -91,6 +99,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServer(ctx, rest, stdout, stderr)
 	case "simulate":
 		return simulate.Main(ctx, rest, stdout, stderr)
+	case "deploy":
+		if sub == "" {
+			return runDeploy(ctx, "", nil, stdout, stderr)
+		}
+		return runDeploy(ctx, sub, rest[1:], stdout, stderr)
+	case "release":
+		if sub == "" {
+			return runRelease(ctx, "", nil, stdout, stderr)
+		}
+		return runRelease(ctx, sub, rest[1:], stdout, stderr)
 	case "token":
 		switch sub {
 		case "create":
@@ -207,6 +225,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var hosts multiFlag
 	fs.Var(&hosts, "host", "extra DNS name or IP for the TLS certificate (repeatable)")
 	noConsole := fs.Bool("no-console", false, "do not serve the web console")
+	var contacts multiFlag
+	fs.Var(&contacts, "security-contact", "security.txt Contact: a mailto:, https: or tel: URI (repeatable; default: the server's own report form at /disclose)")
+	publicURL := fs.String("public-url", "", "https://HOST[:PORT] the server is reached at, for security.txt and report follow-up links (empty: the request's host)")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -219,6 +240,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := server.Config{DataDir: *data, Listen: *listen, DB: *db, Hosts: hosts, CheckinInterval: *interval,
 		Logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))}
+	cfg.Disclosure = disclosure.Config{Contacts: contacts, PublicURL: *publicURL}
+	if err := cfg.Disclosure.Check(); err != nil {
+		return &usageError{"server: " + err.Error()}
+	}
 	if !*noConsole {
 		cfg.Console = console.New
 	}

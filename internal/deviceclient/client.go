@@ -215,3 +215,11 @@ func NewCSR(key crypto.Signer) (string, error) {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
 }
+
+// ReportUpdate reports progress on an update assignment.
+func (c *Client) ReportUpdate(ctx context.Context, st api.UpdateStatus) error {
+	if err := c.do(ctx, http.MethodPost, api.PathUpdateStatus, c.timeout, st, nil); err != nil {
+		return fmt.Errorf("update status: %w", err)
+	}
+	return nil
+}

@@ -293,11 +293,16 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return internal(err)
 	}
+	update, err := s.updateAssignment(r.Context(), dc)
+	if err != nil {
+		return internal(err)
+	}
 	lifetime := dc.cert.NotAfter.Sub(dc.cert.NotBefore)
 	writeJSON(w, http.StatusOK, api.CheckinResponse{
 		ServerTime:       now.UTC(),
 		CheckinInterval:  int(s.cfg.CheckinInterval / time.Second),
 		Commands:         cmds,
+		Update:           update,
 		RenewCertificate: dc.cert.NotAfter.Sub(now) < lifetime/3,
 	})
 	return nil

@@ -294,6 +294,15 @@ var openAPIWireTypes = []struct {
 	{typ: reflect.TypeFor[api.CommandCreate](), response: false},
 	{typ: reflect.TypeFor[api.CommandStatus](), response: true},
 	{typ: reflect.TypeFor[api.Whoami](), response: true},
+	{typ: reflect.TypeFor[api.UpdateStatus](), response: false},
+	{typ: reflect.TypeFor[api.Release](), response: true},
+	{typ: reflect.TypeFor[api.VersionFloor](), response: false},
+	{typ: reflect.TypeFor[api.DeploymentCreate](), response: false},
+	{typ: reflect.TypeFor[api.Deployment](), response: true},
+	{typ: reflect.TypeFor[api.DeploymentDevice](), response: true},
+	{typ: reflect.TypeFor[api.DeploymentEvent](), response: true},
+	{typ: reflect.TypeFor[api.DeploymentAction](), response: false},
+	{typ: reflect.TypeFor[api.MaintenanceWindow](), response: false},
 	{typ: reflect.TypeFor[loginRequest](), response: false, schema: "LoginRequest"},
 	{typ: reflect.TypeFor[loginResponse](), response: true, schema: "LoginResponse"},
 }
@@ -413,6 +422,15 @@ func openAPICheckProp(p map[string]any, t reflect.Type) error {
 		items, _ := p["items"].(map[string]any)
 		if items == nil {
 			return fmt.Errorf("array without items")
+		}
+		return openAPICheckProp(items, t.Elem())
+	case t.Kind() == reflect.Map:
+		if typ != "object" || t.Key().Kind() != reflect.String {
+			return fmt.Errorf("type %q, but the Go type is %s", typ, t)
+		}
+		items, _ := p["additionalProperties"].(map[string]any)
+		if items == nil {
+			return fmt.Errorf("map without additionalProperties")
 		}
 		return openAPICheckProp(items, t.Elem())
 	case t.Kind() == reflect.Struct:

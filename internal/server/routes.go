@@ -39,6 +39,7 @@ func (s *Server) routesHandler() http.Handler {
 		{"POST", api.PathRenew, "device", s.handleRenew},
 		{"POST", api.PathCheckin, "device", s.handleCheckin},
 		{"GET", api.PathCommands, "device", s.handleCommandsWait},
+		{"POST", api.PathUpdateStatus, "device", s.handleUpdateStatus},
 
 		{"POST", "/api/v1/auth/login", "public", s.handleLogin},
 		{"POST", "/api/v1/auth/logout", "admin", s.handleLogout},
@@ -67,6 +68,18 @@ func (s *Server) routesHandler() http.Handler {
 		{"POST", "/api/v1/tokens", "admin-global", s.handleCreateAPIToken},
 		{"DELETE", "/api/v1/tokens/{id}", "admin-global", s.handleRevokeAPIToken},
 		{"GET", "/api/v1/audit", "admin", s.handleAudit},
+		{"GET", "/api/v1/releases", "admin", s.handleListReleases},
+		{"POST", "/api/v1/releases", "admin-global", s.handlePublishRelease},
+		{"POST", "/api/v1/releases/{product}/{version}/sbom", "admin-global", s.handleReleaseSBOM},
+		{"GET", "/api/v1/version-floors", "admin", s.handleListFloors},
+		{"POST", "/api/v1/version-floors", "admin-global", s.handleSetFloor},
+		{"GET", "/api/v1/deployments", "admin", s.handleListDeployments},
+		{"POST", "/api/v1/deployments", "admin", s.handleCreateDeployment},
+		{"GET", "/api/v1/deployments/{id}", "admin", s.handleShowDeployment},
+		{"POST", "/api/v1/deployments/{id}/pause", "admin", s.handleDeploymentAction("pause")},
+		{"POST", "/api/v1/deployments/{id}/resume", "admin", s.handleDeploymentAction("resume")},
+		{"POST", "/api/v1/deployments/{id}/abort", "admin", s.handleDeploymentAction("abort")},
+		{"PUT", "/api/v1/groups/{name}/maintenance-windows", "admin", s.handleSetWindows},
 		{"GET", "/api/v1/openapi.json", "public", s.handleOpenAPI},
 		{"GET", "/healthz", "public", s.handleHealthz},
 	}
@@ -102,6 +115,8 @@ func (s *Server) routesHandler() http.Handler {
 		}))
 	}
 	disc.mount(mux)
+	// Release SBOMs are public, like the advisories they support.
+	mux.Handle("GET /releases/{product}/{version}/sbom.cdx.json", s.serve(s.handlePublicSBOM))
 	// The update repository is public: clients verify its signatures.
 	mux.Handle("/tuf/", s.tuf.Handler())
 	if s.cfg.Console != nil {

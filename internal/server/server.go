@@ -28,6 +28,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/auth"
 	"github.com/bulwark-iot/bulwark/internal/disclosure"
 	"github.com/bulwark-iot/bulwark/internal/pki"
+	"github.com/bulwark-iot/bulwark/internal/rollout"
 	"github.com/bulwark-iot/bulwark/internal/store"
 	"github.com/bulwark-iot/bulwark/internal/tufrepo"
 )
@@ -59,6 +60,8 @@ type Config struct {
 	Console func(*Server) http.Handler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MaxArtifact bounds an uploaded release artifact; zero means 8 GiB.
+	MaxArtifact int64
 	// Disclosure configures the public vulnerability-disclosure pages
 	// (security.txt contacts, public URL); the zero value names the
 	// server's own report form as the contact.
@@ -85,6 +88,9 @@ type Server struct {
 
 	tuf          *tufrepo.Repo // the update repository, served under /tuf/
 	tufArtifacts tufrepo.DirArtifacts
+
+	rollout *rollout.Engine
+	running runningCache
 
 	handler http.Handler
 	routes  []route
@@ -182,6 +188,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.checkins = newCheckinWriter(st, s.log)
+	s.rollout = &rollout.Engine{Store: st, Now: cfg.Now}
 	s.handler = s.routesHandler()
 	return s, nil
 }

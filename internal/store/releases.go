@@ -178,3 +178,10 @@ func (s *Store) VersionFloors(ctx context.Context) ([]*VersionFloor, error) {
 	}
 	return out, rows.Err()
 }
+
+// DeleteRelease removes a release record (used to undo a publication that
+// could not be completed).
+func (s *Store) DeleteRelease(ctx context.Context, product, version string) error {
+	_, err := s.exec(ctx, `DELETE FROM releases WHERE product = ? AND version = ?`, product, version)
+	return err
+}
