@@ -54,6 +54,9 @@ const (
 	versionsDir = "versions"
 	currentLink = "current"
 	tmpSuffix   = ".tmp"
+
+	maxPathLen   = 4096 // bytes in an archive path or link target
+	maxPathDepth = 64   // directory levels in an archive path
 )
 
 func (a *AppInstaller) at(point string) {
@@ -356,6 +359,11 @@ func cleanName(name string) (string, error) {
 	if name == "" {
 		return "", errors.New("empty name")
 	}
+	// Every operation below resolves the path one element at a time, so
+	// depth costs quadratically: bound it.
+	if len(name) > maxPathLen || strings.Count(name, "/") > maxPathDepth {
+		return "", fmt.Errorf("path longer than %d bytes or deeper than %d", maxPathLen, maxPathDepth)
+	}
 	if strings.HasPrefix(name, "/") {
 		return "", errors.New("absolute path")
 	}
@@ -378,6 +386,9 @@ func checkLinkTarget(name, target string) error {
 	}
 	if strings.ContainsRune(target, 0) {
 		return errors.New("bad character in symlink target")
+	}
+	if len(target) > maxPathLen || strings.Count(target, "/") > maxPathDepth {
+		return fmt.Errorf("symlink target longer than %d bytes or deeper than %d", maxPathLen, maxPathDepth)
 	}
 	resolved := path.Join(path.Dir(name), target)
 	if resolved == ".." || strings.HasPrefix(resolved, "../") {
