@@ -35,6 +35,14 @@ const (
 // versions/<version>, so a directory under its final name is always
 // complete. Switch creates current.new and renames it over current, then
 // fsyncs Root. The application is started from <Root>/current.
+//
+// Only regular files, directories, symlinks and hard links are unpacked.
+// Owners and groups in the archive are ignored (files belong to the
+// agent's user), permission bits are kept, the sticky bit is dropped, and
+// setuid or setgid bits make the archive unsafe. A symlink must be
+// relative and resolve inside the version directory; a hard link must
+// name a regular file unpacked earlier; nothing is written below a
+// symlink; a duplicate entry is refused.
 type AppInstaller struct {
 	// Root holds versions/ and the current symlink. Required.
 	Root string

@@ -199,6 +199,8 @@ func TestUnsafeArchives(t *testing.T) {
 		"setuid":            {{name: "bin/su", body: "x", mode: 0o4755}},
 		"setgid":            {{name: "bin/sg", body: "x", mode: 0o2755}},
 		"setgid directory":  {{name: "d/", typ: tar.TypeDir, mode: 0o2755}},
+		"too deep":          {{name: strings.Repeat("d/", 65) + "f", body: "x"}},
+		"name too long":     {{name: strings.Repeat("n", 5000), body: "x"}},
 		"too many files":    {{name: "a", body: "1"}, {name: "b", body: "2"}, {name: "c", body: "3"}, {name: "d", body: "4"}, {name: "e", body: "5"}},
 		"too large":         {{name: "a", body: big}, {name: "b", body: big}, {name: "c", body: big}},
 	}
@@ -354,4 +356,23 @@ func FuzzParseVersion(f *testing.F) {
 			t.Fatalf("%q does not equal itself", s)
 		}
 	})
+}
+
+func TestResumeRefusesCorruptJournal(t *testing.T) {
+	t.Parallel()
+	srv := newArtifactServer(t)
+	root := t.TempDir()
+	installVersion(t, srv, root, "1.0.0")
+	for _, bad := range []string{"{", `{"phase":"exploded","to":"2.0.0"}`, `{"phase":"committed","to":"2.0.0","extra":1}`} {
+		os.WriteFile(filepath.Join(root, JournalFile), []byte(bad), 0o600)
+		u, _ := newTestUpdater(t, root)
+		if _, err := u.Resume(context.Background()); err == nil {
+			t.Errorf("journal %s accepted", bad)
+		}
+		url, want := srv.add("app-2.0.0", appArchive(t, "2.0.0"))
+		if _, err := u.Update(context.Background(), url, want, Release{Version: "2.0.0"}); err == nil {
+			t.Errorf("update ran over journal %s", bad)
+		}
+		assertActive(t, root, "1.0.0")
+	}
 }
