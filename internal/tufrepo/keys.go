@@ -156,9 +156,13 @@ func (r *Repo) signer(ctx context.Context, keyID string) (signature.Signer, erro
 	if err != nil {
 		return nil, err
 	}
-	r.keyMu.Lock()
-	r.signers[keyID] = s
-	r.keyMu.Unlock()
+	// Root keys are read from the store each time, so that once another
+	// server took them offline (RemoveRootKeys) this one stops using them.
+	if rec.Role != metadata.ROOT {
+		r.keyMu.Lock()
+		r.signers[keyID] = s
+		r.keyMu.Unlock()
+	}
 	return s, nil
 }
 

@@ -221,6 +221,8 @@ func (r *Repo) Init(ctx context.Context) error {
 		r.signers[id] = s
 	}
 	r.keyMu.Unlock()
+	// Root keys are never cached past Init (see signer).
+	defer r.forget(root.Signed.Roles[metadata.ROOT].KeyIDs...)
 	if err := signRole(ctx, r, root, &root.Signed, metadata.ROOT); err != nil {
 		return err
 	}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
@@ -55,6 +58,9 @@ type fixture struct {
 	clock *clock
 	arts  tufrepo.DirArtifacts
 	srv   *httptest.Server
+	// forged maps a URL path to a body served instead of the
+	// repository's, to play an attacker.
+	forged sync.Map
 }
 
 func testKEK(t *testing.T) pki.KEK {
@@ -76,7 +82,14 @@ func newFixture(t *testing.T, st *store.Store) *fixture {
 	if err := f.repo.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = httptest.NewTLSServer(f.repo.Handler())
+	h := f.repo.Handler()
+	f.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := f.forged.Load(r.URL.Path); ok {
+			w.Write(b.([]byte))
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -477,6 +490,11 @@ func TestOfflineRoot(t *testing.T) {
 	ctx := context.Background()
 	root1 := f.rootV(t, 1)
 
+	// A second server signs a root while the key is online...
+	f2 := f.newRepo(t)
+	if err := f2.RotateOnlineKey(ctx, metadata.TIMESTAMP); err != nil {
+		t.Fatal(err)
+	}
 	keyPEM, err := f.repo.ExportRootKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -487,8 +505,7 @@ func TestOfflineRoot(t *testing.T) {
 	if _, err := f.repo.ExportRootKeys(ctx); !errors.Is(err, tufrepo.ErrKeyOffline) {
 		t.Fatalf("export after removal: %v", err)
 	}
-	// A fresh server (no cached signer) cannot sign a root any more.
-	f2 := f.newRepo(t)
+	// ...and cannot any more once another server removed it.
 	if err := f2.RotateOnlineKey(ctx, metadata.TARGETS); !errors.Is(err, tufrepo.ErrKeyOffline) {
 		t.Fatalf("rotation with the root offline: %v", err)
 	}
@@ -531,7 +548,7 @@ func TestOfflineRoot(t *testing.T) {
 	if err := u.Refresh(); err != nil {
 		t.Fatal(err)
 	}
-	if r, _, _, _ := trusted(u); r != 2 {
+	if r, _, _, _ := trusted(u); r != 3 {
 		t.Fatalf("root %d", r)
 	}
 	if _, err := u.GetTargetInfo("y.bin"); err != nil {
@@ -629,5 +646,58 @@ func TestKeysSealedAtRest(t *testing.T) {
 	h := sha256.Sum256(nil)
 	if _, err := other.AddTarget(ctx, "z", 0, map[string][]byte{"sha256": h[:]}, nil); err == nil {
 		t.Fatal("signed with the wrong KEK")
+	}
+}
+
+// After a rotation, metadata signed by the old (revoked) key is refused
+// even with a higher version.
+func TestRevokedKeyRefused(t *testing.T) {
+	st := storetest.Open(t, store.SQLite)
+	f := newFixture(t, st)
+	ctx := context.Background()
+	root1 := f.rootV(t, 1)
+	md, _ := metadata.Root().FromBytes(root1)
+	oldID := md.Signed.Roles[metadata.TIMESTAMP].KeyIDs[0]
+	rec, err := st.GetTUFKey(ctx, oldID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := f.kek.Open(rec.Sealed, []byte("bulwark/tuf/key/"+oldID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSigner, err := signature.LoadED25519Signer(priv.(ed25519.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.RotateOnlineKey(ctx, metadata.TIMESTAMP); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := f.repo.Metadata(ctx, metadata.TIMESTAMP, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := metadata.Timestamp().FromBytes(cur)
+	ts.Signed.Version += 10
+	ts.ClearSignatures()
+	if _, err := ts.Sign(oldSigner); err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := ts.ToBytes(false)
+	f.forged.Store("/tuf/metadata/timestamp.json", forged)
+	u := f.client(t, root1, t.TempDir(), t0.Add(time.Hour))
+	err = u.Refresh()
+	var unsigned *metadata.ErrUnsignedMetadata
+	if !errors.As(err, &unsigned) {
+		t.Fatalf("refresh with a timestamp signed by the revoked key = %v, want ErrUnsignedMetadata", err)
+	}
+	f.forged.Delete("/tuf/metadata/timestamp.json")
+	u = f.client(t, root1, t.TempDir(), t0.Add(time.Hour))
+	if err := u.Refresh(); err != nil {
+		t.Fatal(err)
 	}
 }
