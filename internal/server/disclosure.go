@@ -67,6 +67,8 @@ func (d *disclosureService) routes() []route {
 // mount registers the public pages, which need no login.
 func (d *disclosureService) mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /.well-known/security.txt", d.securityTxt)
+	// RFC 9116 §3: the legacy location may redirect to the well-known one.
+	mux.Handle("GET /security.txt", http.RedirectHandler("/.well-known/security.txt", http.StatusMovedPermanently))
 	mux.HandleFunc("GET "+disclosure.CSSPath, d.css)
 	mux.HandleFunc("GET /disclose", d.form)
 	mux.HandleFunc("POST /disclose", d.submitForm)
@@ -408,9 +410,6 @@ func (s *Server) GetDisclosure(r *http.Request, p *Principal, id string) (disclo
 // log. A move the workflow does not allow is a 409 naming the allowed
 // ones.
 func (s *Server) TransitionDisclosure(r *http.Request, p *Principal, id string, req disclosure.TransitionRequest) (disclosure.Report, error) {
-	if !p.Global(api.RoleAuditor) {
-		return disclosure.Report{}, errNotFound
-	}
 	if !p.Global(api.RoleOperator) {
 		return disclosure.Report{}, errForbidden
 	}

@@ -142,6 +142,12 @@ func TestSecurityTxt(t *testing.T) {
 	if now := time.Now(); !exp.After(now.Add(30*24*time.Hour)) || exp.After(now.AddDate(1, 0, 0)) {
 		t.Errorf("Expires %v is not between a month and a year ahead", exp)
 	}
+	noRedirect := &http.Client{Transport: ts.HTTP.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noRedirect.Get(ts.URL + "/security.txt"); err != nil || resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/.well-known/security.txt" {
+		t.Errorf("legacy /security.txt: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	// The pages it points to are served.
 	for _, p := range []string{"/disclose", "/disclosure-policy", "/acknowledgments"} {
 		if code, hdr, _ := get(t, ts, p); code != http.StatusOK || !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'none'") {
