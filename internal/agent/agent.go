@@ -64,6 +64,12 @@ type Config struct {
 	// RevokedRetry is how often a revoked device tries again; zero means
 	// 1 h.
 	RevokedRetry time.Duration
+	// InstallRoot holds one directory per product the agent installs
+	// (versions and the current symlink); empty means <StateDir>/apps.
+	InstallRoot string
+	// HealthCheck is run after an update switches versions (argv, no
+	// shell); a non-zero exit rolls the update back. Empty: none.
+	HealthCheck []string
 }
 
 func (c Config) withDefaults() Config {
@@ -81,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RevokedRetry <= 0 {
 		c.RevokedRetry = time.Hour
+	}
+	if c.InstallRoot == "" {
+		c.InstallRoot = filepath.Join(c.StateDir, "apps")
 	}
 	return c
 }
@@ -100,6 +109,7 @@ type daemon struct {
 	started time.Time
 	acks    *ackQueue
 	seen    *idSet
+	updates *updates
 	// checkinNow asks the check-in loop for an immediate check-in.
 	checkinNow chan struct{}
 	// acksDelivered tells the command loop that a check-in delivered acks.
@@ -156,6 +166,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer func() { d.currentClient().Close() }()
+	d.updates = &updates{d: d}
+	d.updates.resume(ctx)
 
 	acks, err := state.LoadAcks(d.dir)
 	if err != nil {
@@ -204,6 +216,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	cmdWG.Wait()
 	stopCk()
 	ckWG.Wait()
+	d.updates.wg.Wait()
 	logger.Info("agent stopped")
 	return runErr
 }
@@ -410,6 +423,10 @@ func (d *daemon) Status() localapi.Status {
 		LastRenewal:         timePtr(d.lastRenewal),
 		Revoked:             d.revoked,
 		Health:              &h,
+	}
+	if d.updates != nil {
+		st.Installed = d.updates.installed()
+		st.LastUpdate = d.updates.lastReport()
 	}
 	return st
 }

@@ -106,6 +106,12 @@ func (d *daemon) checkin(ctx context.Context) bool {
 	if resp.RenewCertificate {
 		d.renew(ctx, true)
 	}
+	if d.updates != nil {
+		d.updates.flush(ctx)
+		if resp.Update != nil {
+			d.updates.handle(ctx, resp.Update)
+		}
+	}
 	return true
 }
 

@@ -55,6 +55,26 @@ type Status struct {
 	// Revoked is true once the server has answered device_revoked.
 	Revoked bool        `json:"revoked"`
 	Health  *api.Health `json:"health,omitempty"`
+
+	// Installed lists the active version of each product the agent
+	// installs; LastUpdate is the outcome of the last update.
+	Installed  []Installed   `json:"installed,omitempty"`
+	LastUpdate *UpdateReport `json:"last_update,omitempty"`
+}
+
+// Installed is a product's active version.
+type Installed struct {
+	Product string `json:"product"`
+	Version string `json:"version"`
+}
+
+// UpdateReport is how an update assignment ended.
+type UpdateReport struct {
+	Deployment string    `json:"deployment_id"`
+	Version    string    `json:"version"`
+	Status     string    `json:"status"` // success, failed, rolled-back
+	Detail     string    `json:"detail,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // Provider is what the daemon gives the local API.

@@ -1,0 +1,350 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
+	"github.com/bulwark-iot/bulwark/internal/agent/update"
+	"github.com/bulwark-iot/bulwark/internal/api"
+)
+
+// The update loop: a check-in answer may carry an update assignment; the
+// agent then refreshes the signed TUF metadata (a new updater per cycle,
+// trusting the root.json it keeps), takes the target's length, hashes and
+// release metadata from it, downloads and verifies the artifact itself
+// (streaming, resumable), installs it through the product's installer,
+// runs the health check, and reports each step. This is the only path by
+// which the agent changes installed software.
+
+// tufDir is where the agent keeps the TUF metadata it trusts.
+const tufDir = "tuf"
+
+var productRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// releaseInfo is the custom metadata the server signs into each target.
+type releaseInfo struct {
+	Bulwark struct {
+		Product   string   `json:"product"`
+		Version   string   `json:"version"`
+		Installer string   `json:"installer"`
+		Kind      string   `json:"kind"`
+		MinFloor  string   `json:"version_floor"`
+		Fixes     []string `json:"fixes"`
+	} `json:"bulwark"`
+}
+
+// updates runs assignments one at a time and remembers the last outcome.
+type updates struct {
+	d *daemon
+
+	mu      sync.Mutex
+	busy    string // deployment in progress
+	last    *localapi.UpdateReport
+	lastDep string
+	pending *api.UpdateStatus // final report not yet delivered
+	wg      sync.WaitGroup
+}
+
+// handle starts work on an assignment unless one is running or it was
+// just finished here.
+func (u *updates) handle(ctx context.Context, a *api.UpdateAssignment) {
+	u.mu.Lock()
+	if u.busy != "" || (u.lastDep == a.DeploymentID && u.pending == nil) {
+		u.mu.Unlock()
+		return
+	}
+	u.busy = a.DeploymentID
+	u.mu.Unlock()
+	u.wg.Go(func() {
+		defer func() {
+			u.mu.Lock()
+			u.busy = ""
+			u.mu.Unlock()
+		}()
+		u.run(ctx, *a)
+	})
+}
+
+// flush retries a final report that could not be delivered.
+func (u *updates) flush(ctx context.Context) {
+	u.mu.Lock()
+	p := u.pending
+	u.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if err := u.d.currentClient().ReportUpdate(ctx, *p); err == nil || isFinalRefusal(err) {
+		u.mu.Lock()
+		if u.pending == p {
+			u.pending = nil
+		}
+		u.mu.Unlock()
+	}
+}
+
+func isFinalRefusal(err error) bool {
+	status, _ := serverError(err)
+	return status == http.StatusConflict || status == http.StatusNotFound || status == http.StatusBadRequest
+}
+
+func (u *updates) report(ctx context.Context, depID, status, detail string) {
+	if len(detail) > api.MaxStringLen {
+		detail = detail[:api.MaxStringLen]
+	}
+	st := api.UpdateStatus{DeploymentID: depID, Status: status, Detail: detail}
+	err := u.d.currentClient().ReportUpdate(ctx, st)
+	final := status == "success" || status == "failed" || status == "rolled-back"
+	if err != nil && !isFinalRefusal(err) && final {
+		u.mu.Lock()
+		u.pending = &st
+		u.mu.Unlock()
+	}
+	if err != nil {
+		u.d.log.Warn("update status report failed", "deployment", depID, "status", status, "err", err)
+	}
+}
+
+func (u *updates) run(ctx context.Context, a api.UpdateAssignment) {
+	log := u.d.log.With("deployment", a.DeploymentID, "target", a.Target, "version", a.Version)
+	log.Info("update assigned")
+	u.report(ctx, a.DeploymentID, "downloading", "")
+	rep, err := u.install(ctx, a, log)
+	status, detail := "success", ""
+	switch {
+	case rep == nil:
+		status, detail = "failed", fmt.Sprint(err)
+	case rep.Outcome == update.OutcomeFailed:
+		status, detail = "failed", rep.Reason
+		if detail == "" && err != nil {
+			detail = err.Error()
+		}
+	case rep.Outcome == update.OutcomeRolledBack:
+		status, detail = "rolled-back", rep.Reason
+		if detail == "" && err != nil {
+			detail = err.Error()
+		}
+	case rep.Outcome == update.OutcomeUnchanged:
+		detail = "already running " + rep.To
+	default:
+		detail = "installed " + rep.To
+	}
+	if ctx.Err() != nil {
+		return // stopping; the journal lets the next run finish or undo
+	}
+	u.mu.Lock()
+	u.last = &localapi.UpdateReport{Deployment: a.DeploymentID, Version: a.Version, Status: status, Detail: detail, At: time.Now().UTC()}
+	u.lastDep = a.DeploymentID
+	u.mu.Unlock()
+	log.Info("update finished", "status", status, "detail", detail)
+	u.report(ctx, a.DeploymentID, status, detail)
+}
+
+// install verifies the assignment against signed metadata and installs it.
+func (u *updates) install(ctx context.Context, a api.UpdateAssignment, log interface{ Info(string, ...any) }) (*update.Report, error) {
+	u.d.mu.Lock()
+	server, caPEM := u.d.st.Server, u.d.caPEM
+	u.d.mu.Unlock()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}, ForceAttemptHTTP2: true}}
+	defer hc.CloseIdleConnections()
+
+	info, err := u.trustedTarget(ctx, server, hc, a.Target)
+	if err != nil {
+		return nil, err
+	}
+	var rel releaseInfo
+	if info.Custom != nil {
+		json.Unmarshal(*info.Custom, &rel)
+	}
+	b := rel.Bulwark
+	if b.Kind != "artifact" || b.Version != a.Version || !productRE.MatchString(b.Product) {
+		return nil, fmt.Errorf("the signed metadata of %s does not describe release %s", a.Target, a.Version)
+	}
+	if b.MinFloor != "" {
+		if c, err := update.CompareVersions(b.Version, b.MinFloor); err != nil || c < 0 {
+			return nil, fmt.Errorf("release %s is below the version floor %s of %s", b.Version, b.MinFloor, b.Product)
+		}
+	}
+	if b.Installer != "" && b.Installer != "app" {
+		return nil, fmt.Errorf("installer %q is not available on this device", b.Installer)
+	}
+	want := update.Target{Length: info.Length, Hashes: map[string][]byte{}}
+	for alg, h := range info.Hashes {
+		want.Hashes[alg] = h
+	}
+	sum := hex.EncodeToString(info.Hashes["sha256"])
+	if sum == "" {
+		return nil, errors.New("the signed metadata gives no sha256 for the target")
+	}
+	dir, base := path.Split(a.Target)
+	url := strings.TrimRight(server, "/") + "/tuf/targets/" + dir + sum + "." + base
+	root := filepath.Join(u.d.cfg.InstallRoot, b.Product)
+	up, err := update.New(update.Config{
+		Root:        root,
+		Installer:   &update.AppInstaller{Root: root},
+		Client:      hc,
+		HealthCheck: u.d.cfg.HealthCheck,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("installing", "product", b.Product, "length", info.Length)
+	return up.Update(ctx, url, want, update.Release{Product: b.Product, Version: b.Version})
+}
+
+type trustedInfo struct {
+	Length int64
+	Hashes map[string][]byte
+	Custom *json.RawMessage
+}
+
+// trustedTarget refreshes the TUF metadata with a new updater and returns
+// the target's signed description. The root it starts from is the
+// root.json kept in the state directory: the one fetched over the
+// authenticated channel at first use, then every root it has verified.
+func (u *updates) trustedTarget(ctx context.Context, server string, hc *http.Client, target string) (*trustedInfo, error) {
+	mdDir := filepath.Join(u.d.dir, tufDir)
+	if err := os.MkdirAll(mdDir, 0o700); err != nil {
+		return nil, err
+	}
+	base := strings.TrimRight(server, "/") + "/tuf"
+	rootPath := filepath.Join(mdDir, "root.json")
+	root, err := os.ReadFile(rootPath)
+	if errors.Is(err, os.ErrNotExist) {
+		root, err = fetchFirstRoot(ctx, hc, base+"/metadata/1.root.json")
+		if err == nil {
+			err = os.WriteFile(rootPath, root, 0o600)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update: trusted root: %w", err)
+	}
+	cfg, err := config.New(base+"/metadata/", root)
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	cfg.LocalMetadataDir = mdDir
+	cfg.LocalTargetsDir = filepath.Join(mdDir, "targets")
+	cfg.RemoteTargetsURL = base + "/targets/"
+	cfg.PrefixTargetsWithHash = true
+	if err := cfg.SetDefaultFetcherHTTPClient(hc); err != nil {
+		return nil, err
+	}
+	up, err := updater.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	if err := up.Refresh(); err != nil {
+		return nil, fmt.Errorf("update: refreshing signed metadata: %w", err)
+	}
+	ti, err := up.GetTargetInfo(target)
+	if err != nil {
+		return nil, fmt.Errorf("update: %s is not a signed target: %w", target, err)
+	}
+	out := &trustedInfo{Length: ti.Length, Hashes: map[string][]byte{}, Custom: ti.Custom}
+	for k, v := range ti.Hashes {
+		out.Hashes[k] = v
+	}
+	return out, nil
+}
+
+func fetchFirstRoot(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 512<<10+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 512<<10 {
+		return nil, fmt.Errorf("GET %s: root metadata larger than 512 KiB", url)
+	}
+	return data, nil
+}
+
+// installed lists the active version of each product the agent manages.
+func (u *updates) installed() []localapi.Installed {
+	entries, err := os.ReadDir(u.d.cfg.InstallRoot)
+	if err != nil {
+		return nil
+	}
+	var out []localapi.Installed
+	for _, e := range entries {
+		if !e.IsDir() || !productRE.MatchString(e.Name()) {
+			continue
+		}
+		v, err := (&update.AppInstaller{Root: filepath.Join(u.d.cfg.InstallRoot, e.Name())}).Current(context.Background())
+		if err != nil || v == "" {
+			continue
+		}
+		out = append(out, localapi.Installed{Product: e.Name(), Version: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Product < out[j].Product })
+	return out
+}
+
+// resume finishes or undoes an update interrupted by a crash or power
+// loss, for every product, before the loops start.
+func (u *updates) resume(ctx context.Context) {
+	entries, err := os.ReadDir(u.d.cfg.InstallRoot)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !productRE.MatchString(e.Name()) {
+			continue
+		}
+		root := filepath.Join(u.d.cfg.InstallRoot, e.Name())
+		up, err := update.New(update.Config{Root: root, Installer: &update.AppInstaller{Root: root}, HealthCheck: u.d.cfg.HealthCheck})
+		if err != nil {
+			continue
+		}
+		if rep, err := up.Resume(ctx); err != nil {
+			u.d.log.Error("resuming an interrupted update", "product", e.Name(), "err", err)
+		} else if rep != nil {
+			u.d.log.Info("resumed an interrupted update", "product", e.Name(), "outcome", rep.Outcome, "version", rep.To)
+		}
+	}
+}
+
+// lastReport returns the outcome of the last update this run.
+func (u *updates) lastReport() *localapi.UpdateReport {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.last == nil {
+		return nil
+	}
+	r := *u.last
+	return &r
+}
