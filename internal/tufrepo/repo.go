@@ -584,38 +584,6 @@ func (r *Repo) replaceKeys(next *metadata.Metadata[metadata.RootType], role stri
 	return []*store.TUFKey{rec}, nil
 }
 
-// PrepareRoot returns the next root version, unsigned, for signing with
-// offline root keys (SignRoot) and ImportRoot: the current root with a
-// renewed expiry and, for each role in rotate (online roles only), a new
-// key generated and sealed in the store now. The file may be edited
-// before signing, for example to rotate the root keys themselves.
-func (r *Repo) PrepareRoot(ctx context.Context, rotate ...string) ([]byte, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st, err := r.load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	next := r.nextRoot(st, r.cfg.Now())
-	var keys []*store.TUFKey
-	for _, role := range rotate {
-		if !slices.Contains(onlineRoles, role) {
-			return nil, fmt.Errorf("tufrepo: prepare root: %w: %q is not an online role", ErrInvalid, role)
-		}
-		ks, err := r.replaceKeys(next, role)
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, ks...)
-	}
-	if len(keys) > 0 {
-		if err := r.cfg.Store.CommitTUF(ctx, keys, nil); err != nil {
-			return nil, fmt.Errorf("tufrepo: prepare root: storing keys: %w", err)
-		}
-	}
-	return next.ToBytes(true)
-}
-
 // maxRootSize bounds an imported root file.
 const maxRootSize = 512 << 10
 

@@ -3,6 +3,7 @@ package tufrepo_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -513,7 +514,7 @@ func TestOfflineRoot(t *testing.T) {
 	f.publish(t, "x.bin", []byte("x"), "")
 
 	// Offline flow: prepare, sign elsewhere, import.
-	draft, err := f2.PrepareRoot(ctx, metadata.TARGETS)
+	draft, err := f2.PrepareRoot(ctx, tufrepo.RootChange{Rotate: []string{metadata.TARGETS}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,7 +556,7 @@ func TestOfflineRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An RSA key in a root is refused.
-	draft, err = f2.PrepareRoot(ctx)
+	draft, err = f2.PrepareRoot(ctx, tufrepo.RootChange{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -699,5 +700,89 @@ func TestRevokedKeyRefused(t *testing.T) {
 	u = f.client(t, root1, t.TempDir(), t0.Add(time.Hour))
 	if err := u.Refresh(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRotateRootKeys(t *testing.T) {
+	st := storetest.Open(t, store.SQLite)
+	f := newFixture(t, st)
+	ctx := context.Background()
+	root1 := f.rootV(t, 1)
+	oldPEM, err := f.repo.ExportRootKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey, _ := tufrepo.ParsePrivateKey(oldPEM)
+
+	// Online: new root keys, old ones deleted; clients follow.
+	if err := f.repo.RotateRootKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.repo.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Version[metadata.ROOT] != 2 || s.RootKeysOnline != 1 || s.RootThreshold != 1 {
+		t.Fatalf("status after rotation: %+v", s)
+	}
+	md, _ := metadata.Root().FromBytes(root1)
+	if k, err := st.GetTUFKey(ctx, md.Signed.Roles[metadata.ROOT].KeyIDs[0]); err != nil || len(k.Sealed) != 0 {
+		t.Fatalf("old root key still held: %v", err)
+	}
+	u := f.client(t, root1, t.TempDir(), t0.Add(time.Hour))
+	if err := u.Refresh(); err != nil {
+		t.Fatalf("client across root key rotation: %v", err)
+	}
+
+	// Offline: take the key offline, then rotate to a key made elsewhere.
+	curPEM, err := f.repo.ExportRootKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := tufrepo.ParsePrivateKey(curPEM)
+	if err := f.repo.RemoveRootKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := f.repo.Status(ctx); s.RootKeysOnline != 0 {
+		t.Fatalf("root keys online after removal: %d", s.RootKeysOnline)
+	}
+	if err := f.repo.RotateRootKeys(ctx); !errors.Is(err, tufrepo.ErrKeyOffline) {
+		t.Fatalf("online rotation with offline keys: %v", err)
+	}
+	_, newKey, _ := ed25519.GenerateKey(rand.Reader)
+	draft, err := f.repo.PrepareRoot(ctx, tufrepo.RootChange{RootKeys: []crypto.PublicKey{newKey.Public()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyNew, _ := tufrepo.SignRoot(draft, newKey)
+	if err := f.repo.ImportRoot(ctx, onlyNew); !errors.Is(err, tufrepo.ErrInvalid) {
+		t.Fatalf("root signed by the new key only: %v", err)
+	}
+	onlyOld, _ := tufrepo.SignRoot(draft, cur)
+	if err := f.repo.ImportRoot(ctx, onlyOld); !errors.Is(err, tufrepo.ErrInvalid) {
+		t.Fatalf("root signed by the old key only: %v", err)
+	}
+	both, err := tufrepo.SignRoot(onlyOld, newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.ImportRoot(ctx, both); err != nil {
+		t.Fatal(err)
+	}
+	// The first, long-rotated root key can no longer sign a root.
+	draft, _ = f.repo.PrepareRoot(ctx, tufrepo.RootChange{})
+	stale, _ := tufrepo.SignRoot(draft, oldKey)
+	if err := f.repo.ImportRoot(ctx, stale); !errors.Is(err, tufrepo.ErrInvalid) {
+		t.Fatalf("root signed by a revoked root key: %v", err)
+	}
+	if _, err := f.repo.PrepareRoot(ctx, tufrepo.RootChange{RootThreshold: 2}); !errors.Is(err, tufrepo.ErrInvalid) {
+		t.Fatalf("threshold above the key count: %v", err)
+	}
+	u = f.client(t, root1, t.TempDir(), t0.Add(2*time.Hour))
+	if err := u.Refresh(); err != nil {
+		t.Fatalf("client across offline root key rotation: %v", err)
+	}
+	if r, _, _, _ := trusted(u); r != 3 {
+		t.Fatalf("client root %d, want 3", r)
 	}
 }
