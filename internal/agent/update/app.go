@@ -446,9 +446,6 @@ func writeFile(root *os.Root, name string, perm fs.FileMode, r io.Reader, size i
 	if err == nil {
 		err = f.Chmod(perm)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -460,17 +457,25 @@ type onlyWriter struct{ w io.Writer }
 
 func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 
-// syncTree fsyncs every directory under dir, so the entries written into
-// them survive a power loss before the rename that publishes dir.
+// syncTree fsyncs every file and directory under dir, so the tree
+// survives a power loss before the rename that publishes dir. It runs
+// after the whole tree is written rather than file by file, which lets
+// the kernel write back in the background meanwhile and batch the
+// journal commits.
 func syncTree(dir string) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() {
-			return syncDir(p)
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return nil // symlinks: their directory's fsync covers them
 		}
-		return nil
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
 	})
 }
 
