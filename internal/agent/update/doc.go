@@ -5,7 +5,8 @@
 // The flow for one release is
 //
 //	downloading → verifying → installing → switching → health-check → committed
-//	                                                        ↘ rolling-back → rolled-back
+//	        ↘           ↘           ↘                         ↘
+//	          failed (nothing switched)                 rolling-back → rolled-back
 //
 // and each step is recorded in <root>/update.json (written atomically)
 // before it starts, so that after a crash or power loss Updater.Resume
@@ -16,8 +17,8 @@
 // counts as a failure and is rolled back; an interrupted rollback is
 // finished.
 //
-// Download never holds an artifact in memory: it streams through a fixed
-// buffer into <dir>/<sha256>.partial, hashing as it goes, refuses to read
+// Download never holds an artifact in memory: it streams through a few fixed
+// buffers (about 1.25 MiB) into <dir>/<sha256>.partial, hashing on a second goroutine as it goes, refuses to read
 // more than the trusted length, and renames the file to <dir>/<sha256>
 // only after the length and every hash matched. The trusted length and
 // hashes come from the caller (the TUF client's target info); this package
