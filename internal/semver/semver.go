@@ -161,3 +161,19 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// Compare orders v against w like the package-level Compare.
+func (v Version) Compare(w Version) int { return Compare(v, w) }
+
+// CompareStrings parses and compares two versions.
+func CompareStrings(a, b string) (int, error) {
+	va, err := Parse(a)
+	if err != nil {
+		return 0, err
+	}
+	vb, err := Parse(b)
+	if err != nil {
+		return 0, err
+	}
+	return Compare(va, vb), nil
+}
