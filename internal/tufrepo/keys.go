@@ -102,6 +102,32 @@ func ParsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 	return parsePKCS8(b.Bytes)
 }
 
+// ParsePrivateKeys parses every PEM "PRIVATE KEY" block in pemBytes (as
+// ExportRootKeys writes them when the root has several keys); other
+// blocks are skipped.
+func ParsePrivateKeys(pemBytes []byte) ([]crypto.Signer, error) {
+	var out []crypto.Signer
+	for {
+		var b *pem.Block
+		b, pemBytes = pem.Decode(pemBytes)
+		if b == nil {
+			break
+		}
+		if b.Type != "PRIVATE KEY" {
+			continue
+		}
+		k, err := parsePKCS8(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("tufrepo: key file holds no PEM PRIVATE KEY block")
+	}
+	return out, nil
+}
+
 func parsePKCS8(der []byte) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {

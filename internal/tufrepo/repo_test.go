@@ -786,3 +786,74 @@ func TestRotateRootKeys(t *testing.T) {
 		t.Fatalf("client root %d, want 3", r)
 	}
 }
+
+// A root threshold of two, then an offline move to an Ed25519 and an
+// ECDSA P-256 key: clients verify both kinds of signature.
+func TestRootThresholdAndECDSA(t *testing.T) {
+	st := storetest.Open(t, store.SQLite)
+	ctx := context.Background()
+	f := &fixture{store: st, kek: testKEK(t), clock: &clock{t: t0}, arts: tufrepo.DirArtifacts(t.TempDir())}
+	r, err := tufrepo.New(tufrepo.Config{Store: st, KEK: f.kek, Artifacts: f.arts, Now: f.clock.Now, RootThreshold: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.repo = r
+	f.srv = httptest.NewTLSServer(r.Handler())
+	t.Cleanup(f.srv.Close)
+	root1 := f.rootV(t, 1)
+	md, _ := metadata.Root().FromBytes(root1)
+	if rl := md.Signed.Roles[metadata.ROOT]; rl.Threshold != 2 || len(rl.KeyIDs) != 2 || len(md.Signatures) != 2 {
+		t.Fatalf("root role %+v with %d signatures", rl, len(md.Signatures))
+	}
+	if err := r.RotateOnlineKey(ctx, metadata.SNAPSHOT); err != nil {
+		t.Fatal(err)
+	}
+	pemKeys, err := r.ExportRootKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := tufrepo.ParsePrivateKeys(pemKeys)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("parsed %d keys: %v", len(keys), err)
+	}
+	if err := r.RemoveRootKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	draft, err := r.PrepareRoot(ctx, tufrepo.RootChange{RootKeys: []crypto.PublicKey{edPriv.Public(), ec.Public()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := draft
+	for _, k := range []crypto.Signer{keys[0], edPriv, ec} {
+		if signed, err = tufrepo.SignRoot(signed, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One of two old signatures is not enough.
+	if err := r.ImportRoot(ctx, signed); !errors.Is(err, tufrepo.ErrInvalid) {
+		t.Fatalf("root with one of two old signatures: %v", err)
+	}
+	if signed, err = tufrepo.SignRoot(signed, keys[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ImportRoot(ctx, signed); err != nil {
+		t.Fatal(err)
+	}
+	// A P-384 key is refused.
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if _, err := r.PrepareRoot(ctx, tufrepo.RootChange{RootKeys: []crypto.PublicKey{p384.Public()}}); !errors.Is(err, tufrepo.ErrKeyType) {
+		t.Fatalf("P-384 root key: %v", err)
+	}
+	u := f.client(t, root1, t.TempDir(), t0.Add(time.Hour))
+	if err := u.Refresh(); err != nil {
+		t.Fatalf("client across threshold-2 rotation to ECDSA: %v", err)
+	}
+	if v, _, _, _ := trusted(u); v != 3 {
+		t.Fatalf("client root %d", v)
+	}
+}
