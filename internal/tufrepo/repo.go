@@ -10,7 +10,8 @@
 // repository. The root keys start in the store too (so that a new install
 // works at once) and can be moved offline: ExportRootKeys, RemoveRootKeys,
 // and from then on PrepareRoot, SignRoot on the offline machine and
-// ImportRoot for every root change.
+// ImportRoot for every root change. While they are online, RotateOnlineKey,
+// RotateRootKeys and Refresh sign new roots by themselves.
 //
 // A *Repo is safe for concurrent use, including by several servers
 // sharing one store: each change is signed from the latest stored
@@ -409,7 +410,8 @@ const maxTargetName = 512
 // hashes (sha256 required, sha512 optional) and custom metadata (a JSON
 // object, or nil), and signs new targets, snapshot and timestamp
 // versions. It returns the new targets version. Names are slash-separated
-// relative paths without "." or ".." elements.
+// relative paths without "." or ".." elements, of letters, digits and
+// "._-+~@=,".
 func (r *Repo) AddTarget(ctx context.Context, name string, length int64, hashes map[string][]byte, custom json.RawMessage) (int64, error) {
 	if err := checkTargetName(name); err != nil {
 		return 0, err
@@ -461,9 +463,11 @@ func checkTargetName(name string) error {
 		strings.ContainsAny(name, "\\\x00") || strings.HasSuffix(name, "/") {
 		return fmt.Errorf("tufrepo: %w: target name %q is not a relative slash-separated path", ErrInvalid, name)
 	}
+	// Clients put names into URLs unescaped: keep to characters that
+	// need no escaping.
 	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("tufrepo: %w: target name contains a control character", ErrInvalid)
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("/._-+~@=,", r)) {
+			return fmt.Errorf("tufrepo: %w: target name %q contains %q (allowed: letters, digits and / . _ - + ~ @ = ,)", ErrInvalid, name, r)
 		}
 	}
 	return nil
