@@ -4,14 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -19,10 +16,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata/config"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
-
 	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
+	"github.com/bulwark-iot/bulwark/internal/agent/tufclient"
 	"github.com/bulwark-iot/bulwark/internal/agent/update"
 	"github.com/bulwark-iot/bulwark/internal/api"
 )
@@ -192,12 +187,10 @@ func (u *updates) install(ctx context.Context, a api.UpdateAssignment, log inter
 	for alg, h := range info.Hashes {
 		want.Hashes[alg] = h
 	}
-	sum := hex.EncodeToString(info.Hashes["sha256"])
-	if sum == "" {
+	if len(info.Hashes["sha256"]) == 0 {
 		return nil, errors.New("the signed metadata gives no sha256 for the target")
 	}
-	dir, base := path.Split(a.Target)
-	url := strings.TrimRight(server, "/") + "/tuf/targets/" + dir + sum + "." + base
+	url := info.URL
 	root := filepath.Join(u.d.cfg.InstallRoot, b.Product)
 	up, err := update.New(update.Config{
 		Root:        root,
@@ -212,85 +205,24 @@ func (u *updates) install(ctx context.Context, a api.UpdateAssignment, log inter
 	return up.Update(ctx, url, want, update.Release{Product: b.Product, Version: b.Version})
 }
 
-type trustedInfo struct {
-	Length int64
-	Hashes map[string][]byte
-	Custom *json.RawMessage
-}
-
 // trustedTarget refreshes the TUF metadata with a new updater and returns
 // the target's signed description. The root it starts from is the
 // root.json kept in the state directory: the one fetched over the
 // authenticated channel at first use, then every root it has verified.
-func (u *updates) trustedTarget(ctx context.Context, server string, hc *http.Client, target string) (*trustedInfo, error) {
-	mdDir := filepath.Join(u.d.dir, tufDir)
-	if err := os.MkdirAll(mdDir, 0o700); err != nil {
-		return nil, err
-	}
+// `bulwark-agent tuf-client` verifies through the same package.
+func (u *updates) trustedTarget(ctx context.Context, server string, hc *http.Client, target string) (*tufclient.Target, error) {
 	base := strings.TrimRight(server, "/") + "/tuf"
-	rootPath := filepath.Join(mdDir, "root.json")
-	root, err := os.ReadFile(rootPath)
-	if errors.Is(err, os.ErrNotExist) {
-		root, err = fetchFirstRoot(ctx, hc, base+"/metadata/1.root.json")
-		if err == nil {
-			err = os.WriteFile(rootPath, root, 0o600)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("update: trusted root: %w", err)
-	}
-	cfg, err := config.New(base+"/metadata/", root)
+	t, err := tufclient.TrustedTarget(ctx, tufclient.Config{
+		MetadataDir:  filepath.Join(u.d.dir, tufDir),
+		MetadataURL:  base + "/metadata/",
+		TargetsURL:   base + "/targets/",
+		FirstRootURL: base + "/metadata/1.root.json",
+		HTTP:         hc,
+	}, target)
 	if err != nil {
 		return nil, fmt.Errorf("update: %w", err)
 	}
-	cfg.LocalMetadataDir = mdDir
-	cfg.LocalTargetsDir = filepath.Join(mdDir, "targets")
-	cfg.RemoteTargetsURL = base + "/targets/"
-	cfg.PrefixTargetsWithHash = true
-	if err := cfg.SetDefaultFetcherHTTPClient(hc); err != nil {
-		return nil, err
-	}
-	up, err := updater.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("update: %w", err)
-	}
-	if err := up.Refresh(); err != nil {
-		return nil, fmt.Errorf("update: refreshing signed metadata: %w", err)
-	}
-	ti, err := up.GetTargetInfo(target)
-	if err != nil {
-		return nil, fmt.Errorf("update: %s is not a signed target: %w", target, err)
-	}
-	out := &trustedInfo{Length: ti.Length, Hashes: map[string][]byte{}, Custom: ti.Custom}
-	for k, v := range ti.Hashes {
-		out.Hashes[k] = v
-	}
-	return out, nil
-}
-
-func fetchFirstRoot(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 512<<10+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > 512<<10 {
-		return nil, fmt.Errorf("GET %s: root metadata larger than 512 KiB", url)
-	}
-	return data, nil
+	return t, nil
 }
 
 // installed lists the active version of each product the agent manages.

@@ -25,6 +25,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/agent"
 	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
 	"github.com/bulwark-iot/bulwark/internal/agent/state"
+	"github.com/bulwark-iot/bulwark/internal/agent/tufclient"
 	"github.com/bulwark-iot/bulwark/internal/api"
 )
 
@@ -44,6 +45,7 @@ Commands:
   status    show the running agent's status
   health    show the device's local health summary
   version   print the agent version
+  tuf-client  the TUF conformance suite's client CLI (init, refresh, download)
 
 Every command takes --state DIR (default ` + state.DefaultDir + `).
 Run "bulwark-agent <command> -h" for its flags.
@@ -68,6 +70,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return c.health(args[1:])
 	case "version":
 		return c.version(args[1:])
+	case "tuf-client":
+		return c.tufClient(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -371,4 +375,10 @@ func writeJSON(w io.Writer, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// tufClient runs the TUF conformance suite's client CLI protocol with the
+// agent's verification code (package tufclient).
+func (c *cmd) tufClient(args []string) int {
+	return tufclient.Main(c.ctx, args, c.stdout, c.stderr)
 }
