@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,61 @@ type device struct {
 	busy          atomic.Bool
 	acks          []api.CommandAck
 	configVersion int64
+
+	// upd is the device's update state, shared by its check-ins and the
+	// goroutine simulating an update.
+	upd struct {
+		sync.Mutex
+		working   string          // deployment being worked on
+		finished  map[string]bool // deployments done with, whatever the outcome
+		installed string          // target of the last successful update
+	}
+}
+
+// claimUpdate reports whether the device starts working on deployment id:
+// it is not working on it already and has not finished it.
+func (d *device) claimUpdate(id string) bool {
+	d.upd.Lock()
+	defer d.upd.Unlock()
+	if d.upd.working == id || d.upd.finished[id] {
+		return false
+	}
+	d.upd.working = id
+	return true
+}
+
+// endUpdate ends work on deployment id: final means the server recorded a
+// final status, so the device does not take the assignment again;
+// installed, if not empty, is the target now installed.
+func (d *device) endUpdate(id string, final bool, installed string) {
+	d.upd.Lock()
+	defer d.upd.Unlock()
+	if d.upd.working == id {
+		d.upd.working = ""
+	}
+	if final {
+		if d.upd.finished == nil {
+			d.upd.finished = map[string]bool{}
+		}
+		d.upd.finished[id] = true
+	}
+	if installed != "" {
+		d.upd.installed = installed
+	}
+}
+
+// currentHealth is the health the device reports: with a check naming
+// the installed update, once it has one.
+func (d *device) currentHealth() api.Health {
+	d.upd.Lock()
+	installed := d.upd.installed
+	d.upd.Unlock()
+	if installed == "" {
+		return d.health
+	}
+	h := d.health
+	h.Checks = append(append([]api.HealthCheck(nil), h.Checks...), api.HealthCheck{Name: "update", Status: "ok", Detail: "installed " + installed})
+	return h
 }
 
 // hostname returns the simulated host name of device i (zero-based):
@@ -113,17 +169,18 @@ func (d *device) inventory(now time.Time) api.Inventory {
 }
 
 // checkin reports to the server, acknowledges the commands received last
-// time and, as a real agent would, "runs" the ones received now. The caller
-// holds d.busy, or is the goroutine that enrolled d.
-func (d *device) checkin(ctx context.Context) error {
+// time and, as a real agent would, "runs" the ones received now. It
+// returns the answer's update assignment, if any. The caller holds d.busy,
+// or is the goroutine that enrolled d.
+func (d *device) checkin(ctx context.Context) (*api.UpdateAssignment, error) {
 	resp, err := d.client.Checkin(ctx, &api.CheckinRequest{
 		Inventory:     d.inventory(time.Now()),
-		Health:        d.health,
+		Health:        d.currentHealth(),
 		Acks:          d.acks,
 		ConfigVersion: d.configVersion,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.acks = d.acks[:0]
 	for _, c := range resp.Commands {
@@ -133,7 +190,7 @@ func (d *device) checkin(ctx context.Context) error {
 		d.acks = append(d.acks, api.CommandAck{ID: c.ID, Status: "done", Detail: "simulated"})
 	}
 	d.configVersion = resp.DesiredConfigVersion
-	return nil
+	return resp.Update, nil
 }
 
 // tlsCertificate pairs the certificate chain of an enrolment answer with

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 )
 
 const usage = `usage: bulwark simulate [flags]
@@ -18,6 +19,18 @@ Enrols a fleet of simulated devices with a Bulwark server, has each check in
 once per interval, and prints one result line:
 
   checkins/s=1987.3 p50=3.1ms p99=41.0ms errors=0
+
+Devices act on the update assignments of check-in answers: each reports
+downloading, installing and then success (or, with --update-failure-rate,
+failed or rolled-back) to the server, and then reports the new version.
+
+With --rollout the devices enrol into a new group (or --group), a small
+release of a product named sim-<time> is published and deployed to the
+group in --stages, and the check-ins run until the deployment is completed
+or halted, or --duration ends. Progress shows the deployment's stage and
+counts, and a second result line follows:
+
+  rollout=completed stages=3/3 success=10000 failed=0 took=1m2s
 
 Progress goes to stderr every second. The admin API token (allowed to create
 enrolment tokens) is read from BULWARK_TOKEN. Ctrl-C stops the check-ins,
@@ -44,6 +57,10 @@ func flagSet(o *options, getenv func(string) string) *flag.FlagSet {
 	fs.IntVar(&o.cfg.EnrollConcurrency, "enroll-concurrency", DefaultEnrollConcurrency, "devices enrolling at once")
 	fs.StringVar(&o.cacert, "cacert", getenv("BULWARK_CACERT"), "PEM `file` of the CA that issued the server certificate (default $BULWARK_CACERT; empty: the system's roots)")
 	fs.StringVar(&o.cfg.Group, "group", "", "device `group` the simulated devices join (empty: none)")
+	fs.BoolVar(&o.cfg.Rollout, "rollout", false, "publish a release and roll it out to the simulated devices in stages (needs a global admin token)")
+	fs.StringVar(&o.cfg.Stages, "stages", DefaultStages, "with --rollout: the deployment's cumulative stage `percentages`")
+	fs.Float64Var(&o.cfg.UpdateFailureRate, "update-failure-rate", 0, "probability (0 to 1) that a simulated update fails or rolls back")
+	fs.DurationVar(&o.cfg.UpdateDelay, "update-delay", 0, "pause before each simulated update report after the first")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object instead of the result line")
 	return fs
 }
@@ -69,6 +86,12 @@ func parseArgs(args []string, getenv func(string) string) (options, error) {
 		return o, fmt.Errorf("simulate: --duration %s: must be positive", o.cfg.Duration)
 	case o.cfg.EnrollConcurrency < 1:
 		return o, fmt.Errorf("simulate: --enroll-concurrency %d: must be at least 1", o.cfg.EnrollConcurrency)
+	case !(o.cfg.UpdateFailureRate >= 0 && o.cfg.UpdateFailureRate <= 1):
+		return o, fmt.Errorf("simulate: --update-failure-rate %v: must be from 0 to 1", o.cfg.UpdateFailureRate)
+	case o.cfg.UpdateDelay < 0:
+		return o, fmt.Errorf("simulate: --update-delay %s: must not be negative", o.cfg.UpdateDelay)
+	case o.cfg.Rollout && strings.TrimSpace(o.cfg.Stages) == "":
+		return o, errors.New("simulate: --stages: give cumulative percentages such as 5,25,100")
 	case o.cfg.Server == "":
 		return o, errors.New("simulate: no server: use --server URL or set BULWARK_ADDR")
 	case !strings.HasPrefix(o.cfg.Server, "https://") || len(o.cfg.Server) == len("https://"):
@@ -127,6 +150,26 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	} else {
 		fmt.Fprintln(stdout, FormatResult(res))
+		if res.Rollout != nil {
+			fmt.Fprintln(stdout, FormatRollout(*res.Rollout))
+		}
+	}
+	if res.UpdatesStarted > 0 || res.Rollout != nil {
+		fmt.Fprintln(stderr, FormatUpdates(res))
+	}
+	if r := res.Rollout; r != nil {
+		fmt.Fprintf(stderr, "deployment %s (%s %s, group %s): %s", r.DeploymentID, r.Product, r.Version, r.Group, r.State)
+		if r.Reason != "" {
+			fmt.Fprintf(stderr, " (%s)", r.Reason)
+		}
+		for i, d := range r.StageTimes {
+			pct := 0
+			if i < len(r.Stages) {
+				pct = r.Stages[i]
+			}
+			fmt.Fprintf(stderr, "; stage %d (%d%%) %s", i+1, pct, d.Round(time.Second))
+		}
+		fmt.Fprintln(stderr)
 	}
 	if err != nil {
 		return fmt.Errorf("simulate: %w", err)
@@ -149,4 +192,12 @@ func printUsage(w io.Writer) {
 // with the rate and latencies to one decimal.
 func FormatResult(r Result) string {
 	return fmt.Sprintf("checkins/s=%.1f p50=%.1fms p99=%.1fms errors=%d", r.Rate, ms(r.P50), ms(r.P99), r.Errors)
+}
+
+// FormatUpdates summarises the simulated updates of r:
+//
+//	updates started=100 succeeded=98 failed=2 interrupted=0 reports=300 p50=2.0ms p99=9.5ms errors=0
+func FormatUpdates(r Result) string {
+	return fmt.Sprintf("updates started=%d succeeded=%d failed=%d interrupted=%d reports=%d p50=%.1fms p99=%.1fms errors=%d",
+		r.UpdatesStarted, r.UpdatesSucceeded, r.UpdatesFailed, r.UpdatesInterrupted, r.UpdateReports, ms(r.UpdateP50), ms(r.UpdateP99), r.UpdateErrors)
 }

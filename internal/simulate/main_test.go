@@ -29,6 +29,10 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--duration", "-1m"}, fullEnv, "--duration -1m0s: must be positive"},
 		{[]string{"--enroll-concurrency", "0"}, fullEnv, "--enroll-concurrency 0: must be at least 1"},
 		{[]string{"--nope"}, fullEnv, "flag provided but not defined: -nope"},
+		{[]string{"--update-failure-rate", "1.5"}, fullEnv, "--update-failure-rate 1.5: must be from 0 to 1"},
+		{[]string{"--update-failure-rate", "-0.1"}, fullEnv, "--update-failure-rate -0.1: must be from 0 to 1"},
+		{[]string{"--update-delay", "-1s"}, fullEnv, "--update-delay -1s: must not be negative"},
+		{[]string{"--rollout", "--stages", " "}, fullEnv, "--stages: give cumulative percentages"},
 		{[]string{"extra"}, fullEnv, `unexpected argument "extra"`},
 		{nil, env(map[string]string{"BULWARK_TOKEN": "t"}), "no server: use --server URL or set BULWARK_ADDR"},
 		{[]string{"--server", "http://bulwark.test"}, fullEnv, `--server "http://bulwark.test": must be an https:// URL`},
@@ -56,18 +60,20 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Server: "https://b.test", Token: "tok", Devices: 100, Interval: time.Minute, Duration: time.Minute, EnrollConcurrency: 32}
+	want := Config{Server: "https://b.test", Token: "tok", Devices: 100, Interval: time.Minute, Duration: time.Minute, EnrollConcurrency: 32, Stages: "5,25,100"}
 	if o.cfg != want || o.cacert != "/etc/bulwark/ca.pem" || o.json {
 		t.Errorf("defaults: got %+v cacert=%q json=%v, want %+v", o.cfg, o.cacert, o.json, want)
 	}
 
 	o, err = parseArgs([]string{"--server", "https://other.test:8443", "--devices", "5000", "--interval", "10s",
-		"--duration", "2m", "--enroll-concurrency", "64", "--cacert", "ca.pem", "--group", "lab", "--json"}, fullEnv)
+		"--duration", "2m", "--enroll-concurrency", "64", "--cacert", "ca.pem", "--group", "lab", "--json",
+		"--rollout", "--stages", "10,50,100", "--update-failure-rate", "0.02", "--update-delay", "500ms"}, fullEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = Config{Server: "https://other.test:8443", Token: "bwk_secret", Group: "lab", Devices: 5000,
-		Interval: 10 * time.Second, Duration: 2 * time.Minute, EnrollConcurrency: 64}
+		Interval: 10 * time.Second, Duration: 2 * time.Minute, EnrollConcurrency: 64,
+		Rollout: true, Stages: "10,50,100", UpdateFailureRate: 0.02, UpdateDelay: 500 * time.Millisecond}
 	if o.cfg != want || o.cacert != "ca.pem" || !o.json {
 		t.Errorf("flags: got %+v cacert=%q json=%v, want %+v", o.cfg, o.cacert, o.json, want)
 	}

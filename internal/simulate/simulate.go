@@ -14,19 +14,15 @@
 package simulate
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -73,7 +69,26 @@ type Config struct {
 	EnrollConcurrency int
 	// Timeout bounds each request; zero means 30 s.
 	Timeout time.Duration
+
+	// Rollout makes the run a staged rollout: the devices enrol into
+	// Group (created through the admin API; empty means a fresh group
+	// named sim-<time>), a small release of a product named sim-<time> is
+	// published and deployed to the group with Stages, and the check-in
+	// phase ends early once the deployment is completed or halted.
+	Rollout bool
+	// Stages are the deployment's cumulative percentages, e.g. "5,25,100";
+	// empty means "5,25,100".
+	Stages string
+	// UpdateFailureRate is the probability, 0 to 1, that a simulated
+	// update fails (reported as failed or as rolled-back, half each).
+	UpdateFailureRate float64
+	// UpdateDelay is the pause before each update report after the
+	// first (downloading); zero means none.
+	UpdateDelay time.Duration
 }
+
+// DefaultStages are the rollout stages when Config.Stages is empty.
+const DefaultStages = "5,25,100"
 
 func (c Config) normalize() (Config, error) {
 	u, err := url.Parse(c.Server)
@@ -86,8 +101,14 @@ func (c Config) normalize() (Config, error) {
 	if c.Token == "" {
 		return c, errors.New("no admin API token")
 	}
-	if c.Devices < 0 || c.Interval < 0 || c.Duration < 0 || c.EnrollConcurrency < 0 || c.Timeout < 0 {
-		return c, errors.New("negative devices, interval, duration, enrolment concurrency or timeout")
+	if c.Devices < 0 || c.Interval < 0 || c.Duration < 0 || c.EnrollConcurrency < 0 || c.Timeout < 0 || c.UpdateDelay < 0 {
+		return c, errors.New("negative devices, interval, duration, enrolment concurrency, timeout or update delay")
+	}
+	if !(c.UpdateFailureRate >= 0 && c.UpdateFailureRate <= 1) {
+		return c, fmt.Errorf("update failure rate %v is not from 0 to 1", c.UpdateFailureRate)
+	}
+	if c.Rollout {
+		c.Stages = trimStages(cmp.Or(c.Stages, DefaultStages))
 	}
 	c.Devices = cmp.Or(c.Devices, DefaultDevices)
 	c.Interval = cmp.Or(c.Interval, DefaultInterval)
@@ -133,6 +154,25 @@ type Result struct {
 	// EnrollRate is Enrolled per second of EnrollDuration.
 	EnrollRate float64 `json:"enroll_rate"`
 
+	// UpdatesStarted counts update assignments the devices took up;
+	// UpdatesSucceeded and UpdatesFailed those they finished (failed
+	// includes rolled back). UpdatesInterrupted were cut short by the end
+	// of the check-in phase.
+	UpdatesStarted     int `json:"updates_started"`
+	UpdatesSucceeded   int `json:"updates_succeeded"`
+	UpdatesFailed      int `json:"updates_failed"`
+	UpdatesInterrupted int `json:"updates_interrupted"`
+	// UpdateReports counts successful update status reports and
+	// UpdateErrors failed ones; the latencies are of the successful ones.
+	UpdateReports int           `json:"update_reports"`
+	UpdateErrors  int           `json:"update_errors"`
+	UpdateP50     time.Duration `json:"update_p50_ns"`
+	UpdateP99     time.Duration `json:"update_p99_ns"`
+	UpdateMax     time.Duration `json:"update_max_ns"`
+
+	// Rollout is the outcome of the staged rollout, with Config.Rollout.
+	Rollout *RolloutResult `json:"rollout,omitempty"`
+
 	// ErrorSamples are the first few distinct errors, in order of first
 	// occurrence, each with how often it occurred.
 	ErrorSamples []ErrorSample `json:"error_samples,omitempty"`
@@ -140,7 +180,7 @@ type Result struct {
 
 // ErrorSample is one distinct error seen during a simulation.
 type ErrorSample struct {
-	Phase   string `json:"phase"` // "enroll" or "checkin"
+	Phase   string `json:"phase"` // "enroll", "checkin", "update" or "rollout"
 	Message string `json:"message"`
 	Count   int    `json:"count"`
 }
@@ -200,6 +240,7 @@ type sim struct {
 	out  io.Writer
 	tty  bool
 	errs errorLog
+	upd  updates
 }
 
 // Run creates an enrolment token for cfg.Devices devices through the admin
@@ -223,9 +264,22 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		progress = io.Discard
 	}
 	s := &sim{cfg: cfg, out: progress, tty: isTerminal(progress)}
+	s.upd.hist = newHistogram()
+	s.upd.ctx, s.upd.cancel = context.WithCancel(ctx)
+	defer s.upd.cancel()
+	adm := newAdmin(cfg)
+	defer adm.close()
 
 	var res Result
-	token, err := s.createEnrollToken(ctx)
+	if cfg.Rollout {
+		if s.cfg.Group == "" {
+			s.cfg.Group = "sim-" + time.Now().UTC().Format("20060102T150405Z")
+		}
+		if err := s.createGroup(ctx, adm, s.cfg.Group); err != nil {
+			return res, err
+		}
+	}
+	token, err := s.createEnrollToken(ctx, adm)
 	if err != nil {
 		return res, err
 	}
@@ -236,10 +290,24 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		}
 	}()
 	if err != nil {
+		s.finishUpdates(&res)
 		res.ErrorSamples = s.errs.all()
 		return res, err
 	}
-	s.run(ctx, devs, &res)
+	var ro *rollout
+	if cfg.Rollout {
+		if ro, err = s.startRollout(ctx, adm); err != nil {
+			s.finishUpdates(&res)
+			res.ErrorSamples = s.errs.all()
+			return res, err
+		}
+	}
+	s.run(ctx, devs, &res, ro)
+	s.finishUpdates(&res)
+	if ro != nil {
+		rr := ro.finish(context.WithoutCancel(ctx))
+		res.Rollout = &rr
+	}
 	res.ErrorSamples = s.errs.all()
 	if res.Checkins == 0 && res.Errors > 0 {
 		return res, fmt.Errorf("%w (%d errors); first: %s", ErrAllCheckinsFailed, res.Errors, s.errs.first("checkin"))
@@ -247,64 +315,20 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	return res, nil
 }
 
-// createEnrollToken asks the admin API for a token good for every device.
-func (s *sim) createEnrollToken(ctx context.Context) (string, error) {
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: s.cfg.Roots},
-		ForceAttemptHTTP2: true,
-	}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: s.cfg.Timeout}
-
-	body, err := json.Marshal(api.EnrollTokenCreate{
-		Name:  "simulate-" + time.Now().UTC().Format("20060102T150405Z"),
-		Uses:  s.cfg.Devices,
-		TTL:   "1h",
-		Group: s.cfg.Group,
-	})
-	if err != nil {
-		return "", err
-	}
-	u, err := url.JoinPath(s.cfg.Server, "/api/v1/enroll-tokens")
-	if err != nil {
-		return "", fmt.Errorf("creating the enrolment token: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return "", fmt.Errorf("creating the enrolment token: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("creating the enrolment token: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", fmt.Errorf("creating the enrolment token: reading the answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var ae api.Error
-		_ = json.Unmarshal(data, &ae)
-		msg := fmt.Sprintf("server answered %s", resp.Status)
-		if ae.Code != "" || ae.Message != "" {
-			msg = fmt.Sprintf("server refused (%d %s): %s", resp.StatusCode, ae.Code, ae.Message)
-		}
-		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-			msg += " (the admin API token must be valid and allowed to create enrolment tokens)"
-		}
-		return "", fmt.Errorf("creating the enrolment token: %s", msg)
-	}
-	var tok api.EnrollToken
-	if err := json.Unmarshal(data, &tok); err != nil {
-		return "", fmt.Errorf("creating the enrolment token: decoding the answer: %w", err)
-	}
-	if tok.Token == "" {
-		return "", errors.New("creating the enrolment token: the answer holds no token")
-	}
-	return tok.Token, nil
+// finishUpdates stops the simulated updates, waits for them and fills in
+// their figures.
+func (s *sim) finishUpdates(res *Result) {
+	s.upd.cancel()
+	s.upd.wg.Wait()
+	res.UpdatesStarted = int(s.upd.started.Load())
+	res.UpdatesSucceeded = int(s.upd.succeeded.Load())
+	res.UpdatesFailed = int(s.upd.failed.Load())
+	res.UpdatesInterrupted = int(s.upd.interrupted.Load())
+	res.UpdateReports = int(s.upd.hist.Count())
+	res.UpdateErrors = int(s.upd.errors.Load())
+	res.UpdateP50 = s.upd.hist.Quantile(0.50)
+	res.UpdateP99 = s.upd.hist.Quantile(0.99)
+	res.UpdateMax = s.upd.hist.Max()
 }
 
 // enroll enrols the devices and returns those that enrolled.
@@ -396,10 +420,12 @@ func (s *sim) enrollOne(ctx context.Context, token string, i int) (*device, erro
 		return nil, err
 	}
 	c.SetCertificate(cert)
-	if err := d.checkin(ctx); err != nil {
+	u, err := d.checkin(ctx)
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("first %w", err)
 	}
+	s.startUpdate(d, u)
 	return d, nil
 }
 
@@ -408,7 +434,11 @@ func (s *sim) enrollOne(ctx context.Context, token string, i int) (*device, erro
 // interval, and the fleet's check-ins are evenly spread. Each check-in runs
 // in its own goroutine, so there are as many goroutines as check-ins in
 // flight, at most one per device.
-func (s *sim) run(ctx context.Context, devs []*device, res *Result) {
+//
+// With a rollout, the deployment is read once a second, its stage and
+// counts are part of the progress line, and the phase ends early once the
+// deployment is over.
+func (s *sim) run(ctx context.Context, devs []*device, res *Result, ro *rollout) {
 	n := len(devs)
 	interval, duration := s.cfg.Interval, s.cfg.Duration
 	hist := newHistogram()
@@ -417,6 +447,23 @@ func (s *sim) run(ctx context.Context, devs []*device, res *Result) {
 	// In-flight check-ins complete when ctx ends: their own timeout
 	// bounds them.
 	reqCtx := context.WithoutCancel(ctx)
+	var pollDone chan struct{}
+	stopPoll := func() {}
+	if ro != nil {
+		// The poll ends the schedule (ctx) once the deployment is over;
+		// stopPoll ends the poll alone.
+		var endSchedule context.CancelFunc
+		ctx, endSchedule = context.WithCancel(ctx)
+		defer endSchedule()
+		pollCtx, cancelPoll := context.WithCancel(ctx)
+		defer cancelPoll()
+		stopPoll = cancelPoll
+		pollDone = make(chan struct{})
+		go func() {
+			defer close(pollDone)
+			ro.poll(pollCtx, endSchedule)
+		}()
+	}
 
 	fmt.Fprintf(s.out, "running %d devices, each checking in every %s (%.1f checkins/s expected) for %s\n",
 		n, interval, float64(n)/interval.Seconds(), duration)
@@ -427,6 +474,9 @@ func (s *sim) run(ctx context.Context, devs []*device, res *Result) {
 			roundDur(el), c, meter.rate(c, el, final), failed.Load(), inflight.Load(), ms(hist.Quantile(0.99)))
 		if o := overruns.Load(); o > 0 {
 			line += fmt.Sprintf(" overruns=%d", o)
+		}
+		if ro != nil {
+			line += fmt.Sprintf(" updates=%d update_errors=%d %s", s.upd.hist.Count(), s.upd.errors.Load(), ro.status())
 		}
 		return line
 	})
@@ -465,17 +515,31 @@ schedule:
 			defer d.busy.Store(false)
 			defer inflight.Add(-1)
 			t0 := time.Now()
-			if err := d.checkin(reqCtx); err != nil {
+			u, err := d.checkin(reqCtx)
+			if err != nil {
 				failed.Add(1)
 				s.errs.add("checkin", err)
 				return
 			}
 			hist.Record(time.Since(t0))
+			s.startUpdate(d, u)
 		})
 	}
 	wg.Wait()
+	if ro != nil {
+		// Stop polling: the final reading is taken once the updates
+		// in flight are done.
+		s.upd.cancel()
+		s.upd.wg.Wait()
+	}
 	res.Duration = max(end, time.Since(start))
 	p.Stop()
+	if pollDone != nil {
+		// The schedule may have ended with the duration, not the
+		// rollout: stop the poll.
+		stopPoll()
+		<-pollDone
+	}
 
 	res.Checkins = int(hist.Count())
 	res.Errors = int(failed.Load())
