@@ -380,6 +380,19 @@ func (v *victim) refused(t *testing.T, version string, want ...string) {
 	v.assertInstalled(t)
 }
 
+// recovers stops the attack and checks that the same agent then installs
+// the same release: the refusal was the attack's doing, and it left the
+// agent able to update.
+func (v *victim) recovers(t *testing.T, version string) {
+	t.Helper()
+	v.fd.attack.Store(nil)
+	dep := v.deploy(t, version)
+	d := v.wait(t, dep, "success after the attack")
+	if d.Devices[0].Status != "success" {
+		t.Fatalf("after the attack stopped: %s (%s)", d.Devices[0].Status, d.Devices[0].Reason)
+	}
+}
+
 func TestUpdateAttacks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test builds binaries; skipped with -short")
@@ -404,6 +417,7 @@ func TestUpdateAttacks(t *testing.T) {
 		ts.Signed.Version++
 		v.fd.set(serve(map[string][]byte{metaPath(metadata.TIMESTAMP, 0): resign(t, ts, old)}))
 		v.refused(t, "2.0.0", "Verifying timestamp failed, not enough signatures")
+		v.recovers(t, "2.0.0")
 	})
 
 	t.Run("tampered_artifact", func(t *testing.T) {
@@ -416,6 +430,7 @@ func TestUpdateAttacks(t *testing.T) {
 			return b
 		}))
 		v.refused(t, "2.0.0", "artifact hash does not match")
+		v.recovers(t, "2.0.0")
 	})
 
 	t.Run("untrusted_key", func(t *testing.T) {
@@ -448,6 +463,9 @@ func TestUpdateAttacks(t *testing.T) {
 			"/tuf/targets/" + v.product + "/2.0.0/" + hex.EncodeToString(h256[:]) + ".app.tar.gz": evil,
 		}))
 		v.refused(t, "2.0.0", "Verifying targets failed, not enough signatures")
+		// No recovery check: the agent has accepted the forged timestamp
+		// and snapshot (genuine keys, newer versions), as TUF requires,
+		// and waits for the repository to sign versions past them.
 	})
 
 	t.Run("target_not_in_metadata", func(t *testing.T) {
@@ -465,6 +483,7 @@ func TestUpdateAttacks(t *testing.T) {
 			return reassign(name, "6.6.6")(w, r, next)
 		})
 		v.refused(t, "2.0.0", name+" is not a signed target")
+		v.recovers(t, "2.0.0")
 	})
 
 	t.Run("metadata_rollback_snapshot", func(t *testing.T) {
@@ -483,6 +502,7 @@ func TestUpdateAttacks(t *testing.T) {
 		ts.Signed.Meta["snapshot.json"] = metaFile(v.oldSnapshot, old)
 		v.fd.set(serve(map[string][]byte{metaPath(metadata.TIMESTAMP, 0): resign(t, ts, g.genuineSigner(t, metadata.TIMESTAMP))}))
 		v.refused(t, "2.0.0", fmt.Sprintf("new snapshot version %d must be >=", v.oldSnapshot))
+		v.recovers(t, "2.0.0")
 	})
 
 	t.Run("metadata_rollback_timestamp_replay", func(t *testing.T) {
@@ -494,6 +514,7 @@ func TestUpdateAttacks(t *testing.T) {
 		v.fd.set(serve(map[string][]byte{metaPath(metadata.TIMESTAMP, 0): v.oldTimestamp}))
 		old, _ := metadata.Timestamp().FromBytes(v.oldTimestamp)
 		v.refused(t, "2.0.0", fmt.Sprintf("new timestamp version %d must be >=", old.Signed.Version))
+		v.recovers(t, "2.0.0")
 	})
 
 	t.Run("expired_timestamp_freeze", func(t *testing.T) {
@@ -510,6 +531,7 @@ func TestUpdateAttacks(t *testing.T) {
 		ts.Signed.Expires = time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 		v.fd.set(serve(map[string][]byte{metaPath(metadata.TIMESTAMP, 0): resign(t, ts, g.genuineSigner(t, metadata.TIMESTAMP))}))
 		v.refused(t, "2.0.0", "timestamp.json is expired")
+		v.recovers(t, "2.0.0")
 	})
 
 	t.Run("mix_and_match", func(t *testing.T) {
@@ -533,6 +555,7 @@ func TestUpdateAttacks(t *testing.T) {
 			return true
 		})
 		v.refused(t, "2.0.0", "length/hash verification error")
+		v.recovers(t, "2.0.0")
 	})
 
 	t.Run("endless_data", func(t *testing.T) {
@@ -562,6 +585,7 @@ func TestUpdateAttacks(t *testing.T) {
 			return true
 		})
 		v.refused(t, "2.0.0", "artifact longer than its trusted length")
+		v.recovers(t, "2.0.0")
 	})
 
 	t.Run("downgrade", func(t *testing.T) {
@@ -573,6 +597,7 @@ func TestUpdateAttacks(t *testing.T) {
 		// release 0.9.0.
 		v.fd.set(reassign(v.product+"/0.9.0/app.tar.gz", "0.9.0"))
 		v.refused(t, "2.0.0", "refusing to install an older version", "0.9.0 is not newer than the installed 1.0.0")
+		v.recovers(t, "2.0.0")
 	})
 }
 
