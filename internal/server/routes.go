@@ -117,6 +117,7 @@ func (s *Server) routesHandler() http.Handler {
 	disc.mount(mux)
 	// Release SBOMs are public, like the advisories they support.
 	mux.Handle("GET /releases/{product}/{version}/sbom.cdx.json", s.serve(s.handlePublicSBOM))
+	s.mountAdvisories(mux) // CSAF 2.0, OSV and HTML advisories, public
 	// The update repository is public: clients verify its signatures.
 	mux.Handle("/tuf/", s.tuf.Handler())
 	if s.cfg.Console != nil {

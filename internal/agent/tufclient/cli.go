@@ -31,7 +31,8 @@ with the same code as the agent's update path:
   --metadata-dir DIR --metadata-url URL --target-name NAME
       --target-base-url URL --target-dir DIR download
 
-Flags may also follow the command. Exit status 0 on success, 1 on failure.
+Flags may also follow the command. Exit status 0 on success, 1 on failure,
+2 on a bad command line.
 `
 
 // Main runs `bulwark-agent tuf-client` with args (after the command name)

@@ -1,0 +1,187 @@
+package server_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/bulwark-iot/bulwark/internal/advisory/advisorytest"
+	"github.com/bulwark-iot/bulwark/internal/disclosure"
+	"github.com/bulwark-iot/bulwark/internal/server"
+	"github.com/bulwark-iot/bulwark/internal/server/servertest"
+)
+
+// publishFixes publishes a release through the admin API, the way
+// `bulwark release publish` does.
+func publishFixes(t *testing.T, ts *servertest.Server, product, version, severity, fixes string) {
+	t.Helper()
+	q := url.Values{"product": {product}, "version": {version}, "filename": {"app.tar.gz"}, "severity": {severity}, "fixes": {fixes}}
+	req, _ := http.NewRequest("POST", ts.URL+"/api/v1/releases?"+q.Encode(), strings.NewReader(product+" "+version))
+	req.Header.Set("Authorization", "Bearer "+ts.AdminToken)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := ts.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 201 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("publish %s %s: %d %s", product, version, resp.StatusCode, b)
+	}
+}
+
+// fetch GETs a public path with no credentials.
+func fetch(t *testing.T, ts *servertest.Server, path string) (int, http.Header, []byte) {
+	t.Helper()
+	resp, err := ts.HTTP.Get(ts.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+func mustFetch(t *testing.T, ts *servertest.Server, path, contentType string) []byte {
+	t.Helper()
+	code, h, b := fetch(t, ts, path)
+	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), contentType) {
+		t.Fatalf("GET %s: %d %s\n%s", path, code, h.Get("Content-Type"), b)
+	}
+	return b
+}
+
+func TestAdvisoriesPublished(t *testing.T) {
+	const base = "https://bulwark.example.com"
+	ts := servertest.Start(t, servertest.Options{Config: server.Config{Disclosure: disclosure.Config{PublicURL: base}}})
+
+	// No advisories yet: the distribution exists and is empty.
+	var meta struct {
+		CanonicalURL  string `json:"canonical_url"`
+		Distributions []struct {
+			DirectoryURL string `json:"directory_url"`
+		} `json:"distributions"`
+		Role      string `json:"role"`
+		Publisher struct{ Category, Namespace string }
+	}
+	if err := json.Unmarshal(mustFetch(t, ts, "/.well-known/csaf/provider-metadata.json", "application/json"), &meta); err != nil {
+		t.Fatal(err)
+	}
+	if meta.CanonicalURL != base+"/.well-known/csaf/provider-metadata.json" || len(meta.Distributions) != 1 ||
+		meta.Distributions[0].DirectoryURL != base+"/.well-known/csaf/white/" || meta.Role != "csaf_provider" ||
+		meta.Publisher.Category != "vendor" || meta.Publisher.Namespace != base {
+		t.Fatalf("provider metadata %+v", meta)
+	}
+	if b := mustFetch(t, ts, "/.well-known/csaf/white/index.txt", "text/plain"); len(b) != 0 {
+		t.Fatalf("index.txt before any advisory: %q", b)
+	}
+
+	publishFixes(t, ts, "camera", "1.0.0", "", "")
+	publishFixes(t, ts, "camera", "1.1.0", "high", "CVE-2026-1234,GHSA-abcd-efgh-ijkl")
+	publishFixes(t, ts, "thermostat", "2.0.0", "critical", "CVE-2026-20001")
+
+	index := string(mustFetch(t, ts, "/.well-known/csaf/white/index.txt", "text/plain"))
+	lines := strings.Fields(index)
+	if len(lines) != 2 || !strings.Contains(index, "/bwsa-camera-1_1_0.json") || !strings.Contains(index, "/bwsa-thermostat-2_0_0.json") {
+		t.Fatalf("index.txt:\n%s", index)
+	}
+	changes := string(mustFetch(t, ts, "/.well-known/csaf/white/changes.csv", "text/csv"))
+	if strings.Count(changes, "\n") != 2 || !strings.HasPrefix(changes, `"`+lines[0]+`","`) {
+		t.Fatalf("changes.csv:\n%s", changes)
+	}
+	year, _, _ := strings.Cut(lines[0], "/")
+	if l := string(mustFetch(t, ts, "/.well-known/csaf/white/", "text/html")); !strings.Contains(l, `href="`+year+`/"`) || !strings.Contains(l, `href="index.txt"`) {
+		t.Fatalf("directory listing:\n%s", l)
+	}
+	if l := string(mustFetch(t, ts, "/.well-known/csaf/white/"+year+"/", "text/html")); !strings.Contains(l, `href="bwsa-camera-1_1_0.json.sha256"`) {
+		t.Fatalf("year listing:\n%s", l)
+	}
+
+	docs := map[string][]byte{}
+	for _, p := range lines {
+		doc := mustFetch(t, ts, "/.well-known/csaf/white/"+p, "application/json")
+		name := p[strings.LastIndex(p, "/")+1:]
+		sum := sha256.Sum256(doc)
+		if h := string(mustFetch(t, ts, "/.well-known/csaf/white/"+p+".sha256", "text/plain")); h != hex.EncodeToString(sum[:])+"  "+name+"\n" {
+			t.Fatalf("%s.sha256 = %q, want the document's hash", p, h)
+		}
+		mustFetch(t, ts, "/.well-known/csaf/white/"+p+".sha512", "text/plain")
+		// Stable: the same bytes on the next request.
+		if again := mustFetch(t, ts, "/.well-known/csaf/white/"+p, "application/json"); string(again) != string(doc) {
+			t.Fatalf("%s changed between requests", p)
+		}
+		docs[name] = doc
+	}
+	var csaf struct {
+		Document struct {
+			Publisher struct{ Namespace string }
+			Tracking  struct{ ID, Status string }
+		}
+		Vulnerabilities []struct {
+			CVE           string
+			ProductStatus struct {
+				Fixed         []string
+				KnownAffected []string `json:"known_affected"`
+			} `json:"product_status"`
+		}
+	}
+	if err := json.Unmarshal(docs["bwsa-camera-1_1_0.json"], &csaf); err != nil {
+		t.Fatal(err)
+	}
+	if csaf.Document.Tracking.ID != "BWSA-camera-1.1.0" || csaf.Document.Publisher.Namespace != base || len(csaf.Vulnerabilities) != 2 ||
+		csaf.Vulnerabilities[0].CVE != "CVE-2026-1234" || csaf.Vulnerabilities[0].ProductStatus.Fixed[0] != "CSAFPID-camera-1.1.0" ||
+		strings.Join(csaf.Vulnerabilities[0].ProductStatus.KnownAffected, ",") != "CSAFPID-camera-1.0.0" {
+		t.Fatalf("CSAF document:\n%s", docs["bwsa-camera-1_1_0.json"])
+	}
+
+	var osv struct {
+		ID       string
+		Aliases  []string
+		Affected []struct {
+			Package struct{ Ecosystem, Name string }
+			Ranges  []struct {
+				Type   string
+				Events []map[string]string
+			}
+			Versions []string
+		}
+	}
+	if err := json.Unmarshal(mustFetch(t, ts, "/advisories/BWSA-camera-1.1.0.osv.json", "application/json"), &osv); err != nil {
+		t.Fatal(err)
+	}
+	if osv.ID != "BWSA-camera-1.1.0" || strings.Join(osv.Aliases, ",") != "CVE-2026-1234,GHSA-abcd-efgh-ijkl" || len(osv.Affected) != 1 ||
+		osv.Affected[0].Package.Ecosystem != "Bulwark" || osv.Affected[0].Package.Name != "camera" ||
+		osv.Affected[0].Ranges[0].Type != "SEMVER" || osv.Affected[0].Ranges[0].Events[1]["fixed"] != "1.1.0" ||
+		strings.Join(osv.Affected[0].Versions, ",") != "1.0.0" {
+		t.Fatalf("OSV %+v", osv)
+	}
+	var osvIndex []struct{ ID, URL string }
+	if err := json.Unmarshal(mustFetch(t, ts, "/advisories/osv/", "application/json"), &osvIndex); err != nil || len(osvIndex) != 2 {
+		t.Fatalf("OSV index %+v %v", osvIndex, err)
+	}
+
+	page := string(mustFetch(t, ts, "/advisories/BWSA-camera-1.1.0", "text/html"))
+	for _, want := range []string{"CVE-2026-1234", "GHSA-abcd-efgh-ijkl", `id="fixed">1.1.0<`, "1.0.0", "High", "/.well-known/csaf/white/" + year + "/bwsa-camera-1_1_0.json"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("advisory page lacks %q:\n%s", want, page)
+		}
+	}
+	if idx := string(mustFetch(t, ts, "/advisories", "text/html")); !strings.Contains(idx, `href="/advisories/BWSA-thermostat-2.0.0"`) || strings.Contains(idx, "camera-1.0.0") {
+		t.Fatalf("advisory index:\n%s", idx)
+	}
+
+	for _, p := range []string{"/advisories/BWSA-camera-1.0.0", "/advisories/nope.osv.json", "/.well-known/csaf/white/1999/x.json",
+		"/.well-known/csaf/white/" + year + "/bwsa-camera-1_1_0.json.md5", "/.well-known/csaf/white/" + year + "/nope.json"} {
+		if code, _, _ := fetch(t, ts, p); code != 404 {
+			t.Errorf("GET %s: %d, want 404", p, code)
+		}
+	}
+
+	// The served documents pass the official CSAF validator.
+	advisorytest.Validate(t, docs)
+}
