@@ -101,6 +101,7 @@ func (c *console) routes() {
 	m.Handle("POST /ui/account/password", c.auth(c.changePassword))
 	m.Handle("GET /ui/audit", c.auth(c.audit))
 	c.disclosureRoutes(m)
+	c.rolloutRoutes(m)
 	// Anything else under /ui/ is a 404 page (for a logged-in user, with
 	// the navigation; otherwise the login redirect would reveal nothing
 	// either, so a bare 404 is as good).

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/rollout"
-	"github.com/bulwark-iot/bulwark/internal/semver"
 	"github.com/bulwark-iot/bulwark/internal/store"
 )
 
@@ -138,113 +137,50 @@ func (s *Server) canDeploy(r *http.Request, p *Principal, group string, devices 
 }
 
 func (s *Server) handleCreateDeployment(w http.ResponseWriter, r *http.Request) error {
-	p := PrincipalFrom(r.Context())
 	var req api.DeploymentCreate
 	if err := decode(r, api.MaxAdminBody, &req); err != nil {
 		return err
 	}
-	stages, err := rollout.ParseStages(req.Stages)
+	v, err := s.CreateDeployment(r, PrincipalFrom(r.Context()), req)
 	if err != nil {
-		return badRequest(err.Error())
-	}
-	if req.Expedited && !p.Global(api.RoleAdmin) {
-		return errf(http.StatusForbidden, "forbidden", "only an admin may expedite a deployment past maintenance windows")
-	}
-	if req.Group != "" {
-		if ok, err := s.store.GroupExists(r.Context(), req.Group); err != nil {
-			return internal(err)
-		} else if !ok {
-			return badRequest(fmt.Sprintf("group %q does not exist", req.Group))
-		}
-	}
-	if err := s.canDeploy(r, p, req.Group, req.Devices); err != nil {
 		return err
 	}
-	if v, err := semver.Parse(req.Version); err != nil {
-		return badRequest(err.Error())
-	} else if floor, err := s.floorOf(r.Context(), req.Product); err != nil {
-		return internal(err)
-	} else if floor != nil && semver.Compare(v, *floor) < 0 {
-		return errf(http.StatusConflict, "below_floor", fmt.Sprintf("version %s is below the version floor %s of %s", req.Version, floor, req.Product))
-	}
-	halt := 10
-	if req.HaltFailurePct != nil {
-		halt = *req.HaltFailurePct
-	}
-	d, err := s.rollout.Create(r.Context(), rollout.Request{ID: newID("dep"), Product: req.Product, Version: req.Version, Group: req.Group,
-		Devices: req.Devices, Stages: stages, HaltFailurePct: halt, Expedited: req.Expedited, CreatedBy: p.Actor()})
-	switch {
-	case errors.Is(err, rollout.ErrNoRelease):
-		return errf(http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, rollout.ErrBadRequest):
-		return badRequest(err.Error())
-	case err != nil:
-		return internal(err)
-	}
-	s.invalidateRunning()
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "deployment.create", target: "deployment:" + d.ID, remote: ClientIP(r),
-		detail: fmt.Sprintf("release=%s@%s group=%s devices=%d stages=%v halt=%d%% expedited=%v", d.Product, d.Version, d.Group, len(req.Devices), stages, halt, d.Expedited), outcome: "ok"})
-	view, err := s.deploymentView(r.Context(), d, false)
-	if err != nil {
-		return internal(err)
-	}
-	writeJSON(w, http.StatusCreated, view)
+	writeJSON(w, http.StatusCreated, v)
 	return nil
 }
 
-// visibleDeployment returns a deployment p may see (404 otherwise).
-func (s *Server) visibleDeployment(r *http.Request, p *Principal, role string) (*store.Deployment, error) {
-	d, err := s.store.GetDeployment(r.Context(), r.PathValue("id"))
+// visibleDeployment returns deployment id if p may see it (404
+// otherwise) and holds role over it (403 otherwise).
+func (s *Server) visibleDeployment(r *http.Request, p *Principal, id, role string) (*store.Deployment, error) {
+	d, err := s.store.GetDeployment(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errNotFound
 	}
 	if err != nil {
 		return nil, internal(err)
 	}
-	if d.Group != "" && !p.Can(api.RoleAuditor, d.Group) || d.Group == "" && !p.Global(api.RoleAuditor) {
+	if !deploymentAllows(p, d, api.RoleAuditor) {
 		return nil, errNotFound
 	}
-	if d.Group != "" && !p.Can(role, d.Group) || d.Group == "" && !p.Global(role) {
+	if !deploymentAllows(p, d, role) {
 		return nil, errForbidden
 	}
 	return d, nil
 }
 
 func (s *Server) handleListDeployments(w http.ResponseWriter, r *http.Request) error {
-	p := PrincipalFrom(r.Context())
-	state := r.URL.Query().Get("state")
-	switch state {
-	case "", store.DeployRunning, store.DeployPaused, store.DeployHalted, store.DeployAborted, store.DeployCompleted:
-	default:
-		return badRequest("state must be running, paused, halted, aborted or completed")
-	}
-	deps, err := s.store.ListDeployments(r.Context(), state)
+	out, err := s.ListDeployments(r, PrincipalFrom(r.Context()), r.URL.Query().Get("state"))
 	if err != nil {
-		return internal(err)
-	}
-	out := []api.Deployment{}
-	for _, d := range deps {
-		if d.Group != "" && !p.Can(api.RoleAuditor, d.Group) || d.Group == "" && !p.Global(api.RoleAuditor) {
-			continue
-		}
-		v, err := s.deploymentView(r.Context(), d, false)
-		if err != nil {
-			return internal(err)
-		}
-		out = append(out, v)
+		return err
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 func (s *Server) handleShowDeployment(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.visibleDeployment(r, PrincipalFrom(r.Context()), api.RoleAuditor)
+	v, err := s.ShowDeployment(r, PrincipalFrom(r.Context()), r.PathValue("id"))
 	if err != nil {
 		return err
-	}
-	v, err := s.deploymentView(r.Context(), d, true)
-	if err != nil {
-		return internal(err)
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
@@ -252,46 +188,15 @@ func (s *Server) handleShowDeployment(w http.ResponseWriter, r *http.Request) er
 
 func (s *Server) handleDeploymentAction(action string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		p := PrincipalFrom(r.Context())
 		var req api.DeploymentAction
 		if r.ContentLength != 0 {
 			if err := decode(r, api.MaxAdminBody, &req); err != nil {
 				return err
 			}
 		}
-		if len(req.Reason) > 512 {
-			return badRequest("reason is longer than 512 characters")
-		}
-		d, err := s.visibleDeployment(r, p, api.RoleOperator)
+		v, err := s.DeploymentAction(r, PrincipalFrom(r.Context()), r.PathValue("id"), action, req.Reason)
 		if err != nil {
 			return err
-		}
-		why := req.Reason
-		if why == "" {
-			why = action + " by " + p.Actor()
-		}
-		switch action {
-		case "pause":
-			err = s.rollout.Pause(r.Context(), d.ID, why)
-		case "resume":
-			err = s.rollout.Resume(r.Context(), d.ID, why)
-		case "abort":
-			err = s.rollout.Abort(r.Context(), d.ID, why)
-		}
-		if errors.Is(err, rollout.ErrWrongState) {
-			return errf(http.StatusConflict, "conflict", fmt.Sprintf("cannot %s a deployment that is %s", action, d.State))
-		} else if err != nil {
-			return internal(err)
-		}
-		s.invalidateRunning()
-		s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "deployment." + action, target: "deployment:" + d.ID, remote: ClientIP(r), detail: why, outcome: "ok"})
-		d, err = s.store.GetDeployment(r.Context(), d.ID)
-		if err != nil {
-			return internal(err)
-		}
-		v, err := s.deploymentView(r.Context(), d, false)
-		if err != nil {
-			return internal(err)
 		}
 		writeJSON(w, http.StatusOK, v)
 		return nil

@@ -240,17 +240,9 @@ func releaseView(r *store.Release) api.Release {
 }
 
 func (s *Server) handleListReleases(w http.ResponseWriter, r *http.Request) error {
-	product := r.URL.Query().Get("product")
-	if product != "" && !nameRE.MatchString(product) {
-		return badRequest("product must be 1-64 letters, digits, '.', '_' or '-'")
-	}
-	rels, err := s.store.ListReleases(r.Context(), product)
+	out, err := s.ListReleases(r, r.URL.Query().Get("product"))
 	if err != nil {
-		return internal(err)
-	}
-	out := []api.Release{}
-	for _, rel := range rels {
-		out = append(out, releaseView(rel))
+		return err
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
