@@ -49,6 +49,11 @@ Usage:
                  [--halt-failures 10%] [--expedite]
   bulwark deploy list | deploy show ID [--json] | deploy pause|resume|abort ID [--reason TEXT]
   bulwark deploy windows --group G [--window mon,tue/01:00-04:00]…
+  bulwark tuf status --data DIR [--json] | tuf rotate-key --data DIR targets|snapshot|timestamp|root
+  bulwark tuf export-root-key --data DIR --out FILE | tuf remove-root-key --data DIR --confirm-exported FILE
+  bulwark tuf prepare-root --data DIR --out FILE [--rotate ROLE]… [--root-key PUB.pem]… [--root-threshold N]
+  bulwark tuf sign-root --key FILE [--out FILE] ROOT.json | tuf gen-key --out FILE [--type ed25519|ecdsa-p256]
+  bulwark tuf import-root --data DIR ROOT.json | tuf import-root-key --data DIR FILE
   bulwark simulate --devices N --interval D --duration T
   bulwark version
 
@@ -104,6 +109,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runDeploy(ctx, "", nil, stdout, stderr)
 		}
 		return runDeploy(ctx, sub, rest[1:], stdout, stderr)
+	case "tuf":
+		if sub == "" {
+			return runTUF(ctx, "", nil, stdout, stderr)
+		}
+		return runTUF(ctx, sub, rest[1:], stdout, stderr)
 	case "release":
 		if sub == "" {
 			return runRelease(ctx, "", nil, stdout, stderr)
