@@ -406,7 +406,8 @@ func TestNewDeploymentForm(t *testing.T) {
 		t.Fatalf("creating: %d %q\n%s", p.Status, p.Location, errorOf(p))
 	}
 	created := op.get(p.Location)
-	mustContain(t, "the new deployment", created.Body, `id="flash"`, `id="deployment-state">running`, "stage 1 of 2", "halts above 0% failed", "50%")
+	mustContain(t, "the new deployment", created.Body, `id="flash"`, `id="deployment-state">running`, "stage 1 of 2", "halts above 0% failed", "50%",
+		`stat-warn" id="stage-1"`, `badge-warn">open`, "0 of 2 devices finished", `stat-muted" id="stage-2"`, `badge-muted">waiting`, "pending: 2", "waiting: 2")
 
 	admin := newBrowser(t, f.ts)
 	adminCSRF := admin.mustLogin("root")
