@@ -54,6 +54,9 @@ Usage:
   bulwark tuf prepare-root --data DIR --out FILE [--rotate ROLE]… [--root-key PUB.pem]… [--root-threshold N]
   bulwark tuf sign-root --key FILE [--out FILE] ROOT.json | tuf gen-key --out FILE [--type ed25519|ecdsa-p256]
   bulwark tuf import-root --data DIR ROOT.json | tuf import-root-key --data DIR FILE
+  bulwark disclosures list [--state S] [--json] | disclosures show ID [--json]
+  bulwark disclosures transition ID --to STATE [--note TEXT] [--advisory ID|URL]
+  bulwark products list [--json] | products set --name P --support-until YYYY-MM-DD --cadence TEXT --critical-fix TEXT
   bulwark simulate --devices N --interval D --duration T
   bulwark version
 
@@ -114,6 +117,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runTUF(ctx, "", nil, stdout, stderr)
 		}
 		return runTUF(ctx, sub, rest[1:], stdout, stderr)
+	case "disclosures":
+		if sub == "" {
+			return runDisclosures(ctx, "", nil, stdout, stderr)
+		}
+		return runDisclosures(ctx, sub, rest[1:], stdout, stderr)
+	case "products":
+		if sub == "" {
+			return runProducts(ctx, "", nil, stdout, stderr)
+		}
+		return runProducts(ctx, sub, rest[1:], stdout, stderr)
 	case "release":
 		if sub == "" {
 			return runRelease(ctx, "", nil, stdout, stderr)
