@@ -71,6 +71,25 @@ type Advisory struct {
 // order; a release's earlier versions are the other releases of its
 // product with a lower semantic version.
 func Build(releases []Release) []*Advisory {
+	// Parse every version once, grouped by product.
+	type pv struct {
+		raw string
+		v   semver.Version
+	}
+	byProduct := map[string][]pv{}
+	for _, r := range releases {
+		if v, err := semver.Parse(r.Version); err == nil {
+			byProduct[r.Product] = append(byProduct[r.Product], pv{r.Version, v})
+		}
+	}
+	for _, vs := range byProduct {
+		slices.SortFunc(vs, func(a, b pv) int {
+			if c := semver.Compare(a.v, b.v); c != 0 {
+				return c
+			}
+			return strings.Compare(a.raw, b.raw)
+		})
+	}
 	var out []*Advisory
 	for _, r := range releases {
 		vulns := dedupe(r.Fixes)
@@ -80,16 +99,15 @@ func Build(releases []Release) []*Advisory {
 		r.Published = r.Published.UTC().Truncate(time.Second)
 		r.Fixes = vulns
 		a := &Advisory{ID: IDPrefix + r.Product + "-" + r.Version, Release: r, Vulns: vulns}
-		rv, err := semver.Parse(r.Version)
-		for _, o := range releases {
-			if o.Product != r.Product || o.Version == r.Version {
-				continue
-			}
-			if ov, oerr := semver.Parse(o.Version); err == nil && oerr == nil && semver.Compare(ov, rv) < 0 {
-				a.Affected = append(a.Affected, o.Version)
+		if rv, err := semver.Parse(r.Version); err == nil {
+			// Sorted, so the earlier versions are a prefix.
+			for _, o := range byProduct[r.Product] {
+				if semver.Compare(o.v, rv) >= 0 {
+					break
+				}
+				a.Affected = append(a.Affected, o.raw)
 			}
 		}
-		slices.SortFunc(a.Affected, compareVersions)
 		a.Affected = slices.Compact(a.Affected)
 		out = append(out, a)
 	}
@@ -100,18 +118,6 @@ func Build(releases []Release) []*Advisory {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out
-}
-
-func compareVersions(a, b string) int {
-	av, aerr := semver.Parse(a)
-	bv, berr := semver.Parse(b)
-	if aerr != nil || berr != nil {
-		return strings.Compare(a, b)
-	}
-	if c := semver.Compare(av, bv); c != 0 {
-		return c
-	}
-	return strings.Compare(a, b)
 }
 
 func dedupe(ids []string) []string {

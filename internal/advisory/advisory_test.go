@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -170,4 +171,23 @@ func TestCSAFValidator(t *testing.T) {
 		docs[a.FileName()] = must(CSAF(testPublisher, a))
 	}
 	advisorytest.Validate(t, docs)
+}
+
+// BenchmarkBuild builds the advisories of 2,000 releases of 20 products,
+// every other one fixing two vulnerabilities (what each request does).
+func BenchmarkBuild(b *testing.B) {
+	var rs []Release
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 2000 {
+		r := Release{Product: "p" + strconv.Itoa(i%20), Version: "1." + strconv.Itoa(i/20) + ".0", Published: t0.Add(time.Duration(i) * time.Hour)}
+		if i%2 == 0 {
+			r.Fixes, r.Severity = []string{"CVE-2026-" + strconv.Itoa(10000+i), "CVE-2026-" + strconv.Itoa(20000+i)}, "high"
+		}
+		rs = append(rs, r)
+	}
+	for b.Loop() {
+		if len(Build(rs)) != 1000 {
+			b.Fatal("wrong count")
+		}
+	}
 }

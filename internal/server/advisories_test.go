@@ -104,7 +104,10 @@ func TestAdvisoriesPublished(t *testing.T) {
 
 	docs := map[string][]byte{}
 	for _, p := range lines {
-		doc := mustFetch(t, ts, "/.well-known/csaf/white/"+p, "application/json")
+		code, h, doc := fetch(t, ts, "/.well-known/csaf/white/"+p)
+		if code != 200 || h.Get("Content-Type") != "application/json" || h.Get("Last-Modified") == "" {
+			t.Fatalf("GET %s: %d %v", p, code, h)
+		}
 		name := p[strings.LastIndex(p, "/")+1:]
 		sum := sha256.Sum256(doc)
 		if h := string(mustFetch(t, ts, "/.well-known/csaf/white/"+p+".sha256", "text/plain")); h != hex.EncodeToString(sum[:])+"  "+name+"\n" {
@@ -116,6 +119,14 @@ func TestAdvisoriesPublished(t *testing.T) {
 			t.Fatalf("%s changed between requests", p)
 		}
 		docs[name] = doc
+		// Conditional requests: Last-Modified is the publication time.
+		req, _ := http.NewRequest("GET", ts.URL+"/.well-known/csaf/white/"+p, nil)
+		req.Header.Set("If-Modified-Since", h.Get("Last-Modified"))
+		if resp, err := ts.HTTP.Do(req); err != nil || resp.StatusCode != http.StatusNotModified {
+			t.Fatalf("conditional GET %s: %v %v", p, resp, err)
+		} else {
+			resp.Body.Close()
+		}
 	}
 	var csaf struct {
 		Document struct {
