@@ -264,6 +264,9 @@ type Receipt struct {
 	FollowUpURL string `json:"follow_up_url"`
 }
 
+// CheckMessage checks a message a reporter adds to their report.
+func CheckMessage(m string) error { return checkText("message", m, MaxNote, true, true) }
+
 // Status is what a reporter sees with the follow-up key: the report's
 // state and public timeline (without staff names or the details sent).
 type Status struct {
@@ -280,10 +283,12 @@ type Status struct {
 
 // StatusEntry is one step of the timeline a reporter sees.
 type StatusEntry struct {
-	Time     time.Time `json:"time"`
-	State    string    `json:"state"`
-	Note     string    `json:"note,omitempty"`
-	Advisory string    `json:"advisory,omitempty"`
+	Time time.Time `json:"time"`
+	// By is "reporter" for the reporter's own messages, else "security team".
+	By       string `json:"by"`
+	State    string `json:"state"`
+	Note     string `json:"note,omitempty"`
+	Advisory string `json:"advisory,omitempty"`
 }
 
 // TransitionRequest moves a report to another state.

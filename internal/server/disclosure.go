@@ -73,6 +73,7 @@ func (d *disclosureService) mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /disclose", d.form)
 	mux.HandleFunc("POST /disclose", d.submitForm)
 	mux.HandleFunc("GET /disclose/status/{id}", d.statusPage)
+	mux.HandleFunc("POST /disclose/status/{id}", d.addMessage)
 	mux.HandleFunc("GET /disclosure-policy", d.policyPage)
 	mux.HandleFunc("GET /acknowledgments", d.acknowledgmentsPage)
 	mux.HandleFunc("GET /products", d.productsPage)
@@ -306,23 +307,81 @@ func (d *disclosureService) reporterStatus(ctx context.Context, id, key string) 
 	st := &disclosure.Status{ID: rep.ID, State: rep.State, Summary: rep.Summary, Product: rep.Product, AffectedVersion: rep.AffectedVersion,
 		Advisory: rep.Advisory, ReceivedAt: rep.ReceivedAt, UpdatedAt: rep.UpdatedAt, Timeline: []disclosure.StatusEntry{}}
 	for _, e := range tl {
-		st.Timeline = append(st.Timeline, disclosure.StatusEntry{Time: e.Time, State: e.To, Note: e.Note, Advisory: e.Advisory})
+		by := "security team"
+		if e.Actor == "reporter" {
+			by = "reporter"
+		}
+		st.Timeline = append(st.Timeline, disclosure.StatusEntry{Time: e.Time, By: by, State: e.To, Note: e.Note, Advisory: e.Advisory})
 	}
 	return st, nil
 }
 
+type statusData struct {
+	*disclosure.Status
+	Key     string
+	Message string
+	Sent    bool
+}
+
+func (d *disclosureService) statusError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := ErrorMessage(err)
+	title := "Report not found"
+	if status >= 500 {
+		title = "Something went wrong"
+	}
+	d.message(w, r, status, title, sentenceCase(msg)+" Check that you opened the complete link you were given.")
+}
+
 func (d *disclosureService) statusPage(w http.ResponseWriter, r *http.Request) {
-	st, err := d.reporterStatus(r.Context(), r.PathValue("id"), r.URL.Query().Get("key"))
+	key := r.URL.Query().Get("key")
+	st, err := d.reporterStatus(r.Context(), r.PathValue("id"), key)
 	if err != nil {
-		status, msg := ErrorMessage(err)
-		title := "Report not found"
-		if status >= 500 {
-			title = "Something went wrong"
-		}
-		d.message(w, r, status, title, sentenceCase(msg)+" Check that you opened the complete link you were given.")
+		d.statusError(w, r, err)
 		return
 	}
-	d.render(w, r, http.StatusOK, "status", disclosure.View{Title: "Report " + st.ID, Data: st})
+	d.render(w, r, http.StatusOK, "status", disclosure.View{Title: "Report " + st.ID,
+		Data: statusData{Status: st, Key: key, Sent: r.URL.Query().Get("sent") == "1"}})
+}
+
+// addMessage adds a reporter's message to the timeline. The follow-up
+// key in the form authenticates the reporter and, being a secret another
+// site cannot know, also stops cross-site posts. Messages share the
+// report rate limit.
+func (d *disclosureService) addMessage(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxDisclosureForm)
+	if err := r.ParseForm(); err != nil {
+		d.message(w, r, http.StatusRequestEntityTooLarge, "Message not sent", "The message could not be read or is too large.")
+		return
+	}
+	id, key := r.PathValue("id"), r.PostForm.Get("key")
+	msg := strings.TrimRight(strings.ReplaceAll(r.PostForm.Get("message"), "\r\n", "\n"), " \t\n")
+	st, err := d.reporterStatus(r.Context(), id, key)
+	if err != nil {
+		d.statusError(w, r, err)
+		return
+	}
+	fail := func(status int, text string) {
+		d.render(w, r, status, "status", disclosure.View{Title: "Report " + st.ID, Error: text,
+			Data: statusData{Status: st, Key: key, Message: msg}})
+	}
+	if err := disclosure.CheckMessage(msg); err != nil {
+		fail(http.StatusBadRequest, sentenceCase(err.Error()))
+		return
+	}
+	remote := ClientIP(r)
+	if !d.limiter.Allow(remote, d.s.now()) {
+		w.Header().Set("Retry-After", strconv.Itoa(3600/disclosurePerHour))
+		fail(http.StatusTooManyRequests, fmt.Sprintf("Too many reports and messages from your address: at most %d an hour. Please try again later.", disclosurePerHour))
+		return
+	}
+	e := &store.DisclosureEvent{Time: d.s.now(), Actor: "reporter", To: st.State, Note: msg}
+	if err := d.s.store.AddDisclosureEvent(r.Context(), id, e); err != nil {
+		d.s.log.Error("adding a reporter message", "report", id, "err", err)
+		d.message(w, r, http.StatusInternalServerError, "Something went wrong", "The server could not store your message; please try again shortly.")
+		return
+	}
+	d.s.audit(r.Context(), auditRecord{actor: "reporter", action: "disclosure.message", target: "disclosure:" + id, remote: remote, outcome: "ok"})
+	http.Redirect(w, r, "/disclose/status/"+id+"?key="+url.QueryEscape(key)+"&sent=1", http.StatusSeeOther)
 }
 
 // handleStatusJSON is the follow-up for API clients; the key goes in the

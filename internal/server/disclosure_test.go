@@ -510,3 +510,55 @@ func TestProductsPublished(t *testing.T) {
 		t.Errorf("stylesheet: %d %q", code, hdr.Get("Content-Type"))
 	}
 }
+
+func TestDisclosureReporterMessage(t *testing.T) {
+	t.Parallel()
+	ts := servertest.Start(t, servertest.Options{})
+	code, rec, e, _ := submitJSON(t, ts, validReport)
+	if code != http.StatusCreated {
+		t.Fatalf("submit: %d %+v", code, e)
+	}
+	u, _ := url.Parse(rec.FollowUpURL)
+	_, _, page := get(t, ts, u.RequestURI())
+	if !strings.Contains(page, `id="message-form"`) || !strings.Contains(page, `name="key" value="`+rec.FollowUpKey+`"`) {
+		t.Fatalf("follow-up page has no message form:\n%s", page)
+	}
+	send := func(key, msg string) (int, http.Header, string) {
+		t.Helper()
+		noRedirect := &http.Client{Transport: ts.HTTP.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := noRedirect.PostForm(ts.URL+"/disclose/status/"+rec.ID, url.Values{"key": {key}, "message": {msg}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	if code, _, _ := send("wrong-key", "hello"); code != http.StatusNotFound {
+		t.Errorf("wrong key: %d, want 404", code)
+	}
+	if code, _, page := send(rec.FollowUpKey, "  \n"); code != http.StatusBadRequest || !strings.Contains(page, "Message is required") {
+		t.Errorf("empty message: %d\n%s", code, page)
+	}
+	code, hdr, _ := send(rec.FollowUpKey, "Also affects 1.1.9.\nPoC attached below.")
+	if code != http.StatusSeeOther || !strings.HasSuffix(hdr.Get("Location"), "&sent=1") {
+		t.Fatalf("message: %d %q", code, hdr.Get("Location"))
+	}
+	_, _, page = get(t, ts, hdr.Get("Location"))
+	if !strings.Contains(page, `id="sent"`) || !strings.Contains(page, "Also affects 1.1.9.") || !strings.Contains(page, "<td>you</td>") {
+		t.Errorf("follow-up page after the message:\n%s", page)
+	}
+	var rep disclosure.Report
+	ts.Do(t, "GET", "/api/v1/disclosures/"+rec.ID, "", nil, &rep)
+	if len(rep.Timeline) != 2 || rep.Timeline[1].Actor != "reporter" || rep.Timeline[1].Note != "Also affects 1.1.9.\nPoC attached below." || rep.State != "received" {
+		t.Errorf("report after the message: %+v", rep)
+	}
+	var st disclosure.Status
+	_, _, body := get(t, ts, "/api/v1/disclosures/"+rec.ID+"/status?key="+url.QueryEscape(rec.FollowUpKey))
+	if json.Unmarshal([]byte(body), &st) != nil || len(st.Timeline) != 2 || st.Timeline[0].By != "reporter" || st.Timeline[1].By != "reporter" {
+		t.Errorf("status JSON: %s", body)
+	}
+	if got := auditActions(t, ts, "disclosure:"+rec.ID); len(got) != 2 || got[1] != "disclosure.message reporter ok" {
+		t.Errorf("audit: %q", got)
+	}
+}

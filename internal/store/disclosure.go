@@ -96,6 +96,29 @@ func (s *Store) TransitionDisclosure(ctx context.Context, id string, e *Disclosu
 	})
 }
 
+// AddDisclosureEvent appends e to report id's timeline without changing
+// its state (a message from the reporter), and marks the report updated.
+// ErrNotFound if there is no such report.
+func (s *Store) AddDisclosureEvent(ctx context.Context, id string, e *DisclosureEvent) error {
+	return s.inTx(ctx, func(tx *Tx) error {
+		res, err := tx.exec(ctx, `UPDATE disclosure_reports SET updated_at = ? WHERE id = ?`, ts(e.Time), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			return ErrNotFound
+		}
+		var seq int64
+		if err := tx.queryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM disclosure_events WHERE report_id = ?`, id).Scan(&seq); err != nil {
+			return err
+		}
+		e.Seq = seq + 1
+		return tx.insertDisclosureEvent(ctx, id, e)
+	})
+}
+
 const disclosureCols = `id, key_hash, state, summary, product, affected_version, details, email, acknowledge_as, advisory, remote, received_at, updated_at`
 
 func scanDisclosure(row interface{ Scan(...any) error }) (*DisclosureReport, error) {

@@ -48,11 +48,20 @@ func TestDisclosureReports(t *testing.T) {
 			if got.State != "published" || got.Advisory != "BWK-1" || !got.UpdatedAt.Equal(t1) || string(got.KeyHash) != "h" {
 				t.Errorf("report = %+v", got)
 			}
+			if err := s.AddDisclosureEvent(ctx, r.ID, &store.DisclosureEvent{Time: t1, Actor: "reporter", To: "published", Note: "thanks"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AddDisclosureEvent(ctx, "VR-NOPE", &store.DisclosureEvent{Time: t1, Actor: "reporter", To: "x"}); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("message to a missing report: %v, want ErrNotFound", err)
+			}
 			tl, err := s.DisclosureTimeline(ctx, r.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(tl) != 3 || tl[0].To != "received" || tl[1].From != "received" || tl[1].Note != "n" || tl[2].Seq != 3 {
+			if len(tl) != 4 || tl[3].Note != "thanks" || tl[3].Seq != 4 || tl[3].Actor != "reporter" {
+				t.Errorf("timeline after a message = %+v", tl)
+			}
+			if len(tl) < 3 || tl[0].To != "received" || tl[1].From != "received" || tl[1].Note != "n" || tl[2].Seq != 3 {
 				t.Errorf("timeline = %+v", tl)
 			}
 			list, total, err := s.ListDisclosures(ctx, "published", 10, 0)
