@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -195,4 +198,63 @@ func TestAdvisoriesPublished(t *testing.T) {
 
 	// The served documents pass the official CSAF validator.
 	advisorytest.Validate(t, docs)
+}
+
+// CheckerEnv names the environment variable holding the path of the BSI
+// CSAF checker (github.com/gocsaf/csaf/v3/cmd/csaf_checker); .ci/run
+// installs it and sets the variable.
+const CheckerEnv = "BULWARK_CSAF_CHECKER"
+
+// TestCSAFProviderChecker runs the BSI csaf_checker against a server with
+// published advisories: it must find a conforming csaf_provider.
+func TestCSAFProviderChecker(t *testing.T) {
+	bin := os.Getenv(CheckerEnv)
+	if bin == "" {
+		t.Skipf("the CSAF checker is not installed: `go install github.com/gocsaf/csaf/v3/cmd/csaf_checker@v3.5.1` and set %s to its path", CheckerEnv)
+	}
+	ts := servertest.Start(t, servertest.Options{})
+	publishFixes(t, ts, "camera", "1.0.0", "", "")
+	publishFixes(t, ts, "camera", "1.1.0", "high", "CVE-2026-1234,GHSA-abcd-efgh-ijkl")
+	publishFixes(t, ts, "thermostat", "2.0.0", "critical", "CVE-2026-20001")
+	out, err := exec.Command(bin, "--insecure", "--format", "json", strings.TrimPrefix(ts.URL, "https://")).Output()
+	if err != nil {
+		t.Fatalf("csaf_checker: %v\n%s", err, out)
+	}
+	var report struct {
+		Domains []struct {
+			Role         string `json:"role"`
+			Passed       bool   `json:"passed"`
+			Requirements []struct {
+				Num         int    `json:"num"`
+				Description string `json:"description"`
+				Messages    []struct {
+					Type int    `json:"type"`
+					Text string `json:"text"`
+				} `json:"messages"`
+			} `json:"requirements"`
+		} `json:"domains"`
+	}
+	if err := json.Unmarshal(out[bytes.IndexByte(out, '{'):], &report); err != nil || len(report.Domains) != 1 {
+		t.Fatalf("csaf_checker report (%v):\n%s", err, out)
+	}
+	d := report.Domains[0]
+	if d.Role != "csaf_provider" || !d.Passed {
+		t.Fatalf("csaf_checker: role %q passed %v:\n%s", d.Role, d.Passed, out)
+	}
+	// The requirements a directory-based csaf_provider meets (CSAF 2.0
+	// §7.1): no error (type 2) in any of them.
+	must := map[int]bool{1: true, 2: true, 3: true, 4: true, 7: true, 9: true, 11: true, 12: true, 13: true, 14: true, 18: true}
+	for _, r := range d.Requirements {
+		for _, m := range r.Messages {
+			if must[r.Num] && m.Type >= 2 {
+				t.Errorf("requirement %d (%s): %s", r.Num, r.Description, m.Text)
+			}
+		}
+		if must[r.Num] {
+			delete(must, r.Num)
+		}
+	}
+	if len(must) > 0 {
+		t.Errorf("requirements not checked: %v", must)
+	}
 }
