@@ -21,13 +21,15 @@ var disclosuresCrumb = &crumb{"Vulnerability reports", Prefix + "disclosures"}
 // parsed, and parses its own from a clone of a page that shares the
 // layout, partials and functions.
 func (c *console) disclosureRoutes(m *http.ServeMux) {
-	for _, name := range []string{"disclosures", "disclosure"} {
+	for _, name := range []string{"disclosures", "disclosure", "products"} {
 		t := template.Must(c.pages["overview"].Clone())
 		c.pages[name] = template.Must(t.ParseFS(templateFS, "templates/"+name+".html"))
 	}
 	m.Handle("GET /ui/disclosures", c.auth(c.disclosures))
 	m.Handle("GET /ui/disclosures/{id}", c.auth(c.disclosure))
 	m.Handle("POST /ui/disclosures/{id}/transition", c.auth(c.transitionDisclosure))
+	m.Handle("GET /ui/products", c.auth(c.products))
+	m.Handle("POST /ui/products", c.auth(c.adminOnly(c.putProduct)))
 }
 
 type disclosuresData struct {
@@ -81,5 +83,55 @@ func (c *console) transitionDisclosure(w http.ResponseWriter, r *http.Request, p
 		return c.disclosurePage(w, r, p, status, req, sentence(msg))
 	}
 	redirect(w, r, Prefix+"disclosures/"+url.PathEscape(id), nil)
+	return nil
+}
+
+// ---- products ----
+
+type productsData struct {
+	Products []disclosure.Product
+	Form     disclosure.Product
+	Saved    string
+}
+
+func (c *console) productsPage(w http.ResponseWriter, r *http.Request, p *server.Principal, status int, d productsData, errMsg string) error {
+	ps, err := c.s.Products(r.Context())
+	if err != nil {
+		return err
+	}
+	d.Products = ps
+	c.render(w, r, status, "products", view{Title: "Products and support", Nav: "products", P: p, Error: errMsg, Data: d})
+	return nil
+}
+
+func (c *console) products(w http.ResponseWriter, r *http.Request, p *server.Principal) error {
+	d := productsData{Saved: r.URL.Query().Get("saved")}
+	if name := r.URL.Query().Get("edit"); name != "" {
+		ps, err := c.s.Products(r.Context())
+		if err != nil {
+			return err
+		}
+		for _, pr := range ps {
+			if pr.Name == name {
+				d.Form = pr
+			}
+		}
+	}
+	return c.productsPage(w, r, p, http.StatusOK, d, "")
+}
+
+func (c *console) putProduct(w http.ResponseWriter, r *http.Request, p *server.Principal) error {
+	f := r.PostForm
+	req := disclosure.Product{Name: f.Get("name"), Description: f.Get("description"), SupportUntil: f.Get("support_until"),
+		UpdateCadence: f.Get("update_cadence"), CriticalFixTarget: f.Get("critical_fix_target")}
+	out, _, err := c.s.PutProduct(r, p, req)
+	if err != nil {
+		status, msg := server.ErrorMessage(err)
+		if status >= 500 || status == http.StatusForbidden {
+			return err
+		}
+		return c.productsPage(w, r, p, status, productsData{Form: req}, sentence(msg))
+	}
+	redirect(w, r, Prefix+"products", url.Values{"saved": {out.Name}})
 	return nil
 }

@@ -78,3 +78,52 @@ func TestDisclosurePages(t *testing.T) {
 		t.Errorf("unknown report: %d", p.Status)
 	}
 }
+
+func TestProductsPage(t *testing.T) {
+	ts := start(t)
+	createUser(t, ts, "root", api.Grant{Role: api.RoleAdmin})
+	createUser(t, ts, "olga", api.Grant{Role: api.RoleOperator})
+	b := newBrowser(t, ts)
+	csrf := b.mustLogin("root")
+	form := url.Values{"csrf": {csrf}, "name": {"cam-100"}, "support_until": {"2031-12-31"}, "update_cadence": {"monthly"}, "critical_fix_target": {"14 days"}}
+	p := b.post("/ui/products", form)
+	if p.Status != http.StatusSeeOther || p.Location != "/ui/products?saved=cam-100" {
+		t.Fatalf("save: %d %q\n%s", p.Status, p.Location, p.Body)
+	}
+	page := b.get(p.Location)
+	if page.Status != http.StatusOK || !strings.Contains(page.Body, `id="saved"`) || !strings.Contains(page.Body, "2031-12-31") || !strings.Contains(page.Body, `id="product-form"`) {
+		t.Fatalf("products page: %d\n%s", page.Status, page.Body)
+	}
+	if m := regexp.MustCompile(`(?i)(\sstyle=|<script|<style|\son[a-z]+=|javascript:|https?://)`).FindString(page.Body); m != "" {
+		t.Errorf("products page contains %q", m)
+	}
+	if edit := b.get("/ui/products?edit=cam-100"); !strings.Contains(edit.Body, `value="monthly"`) {
+		t.Errorf("edit form not filled:\n%s", edit.Body)
+	}
+	form.Set("support_until", "2031-02-30")
+	if p := b.post("/ui/products", form); p.Status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(p.Body), "Support_until") {
+		t.Errorf("bad date: %d\n%s", p.Status, p.Body)
+	}
+	// The public page shows what was saved.
+	if resp, err := ts.HTTP.Get(ts.URL + "/products.json"); err != nil {
+		t.Fatal(err)
+	} else {
+		var list disclosure.ProductList
+		json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if len(list.Products) != 1 || list.Products[0].SupportUntil != "2031-12-31" {
+			t.Errorf("products.json: %+v", list)
+		}
+	}
+
+	o := newBrowser(t, ts)
+	ocsrf := o.mustLogin("olga")
+	if page := o.get("/ui/products"); page.Status != http.StatusOK || !strings.Contains(page.Body, "cam-100") || strings.Contains(page.Body, `id="product-form"`) {
+		t.Errorf("operator view: %d, form shown: %v", page.Status, strings.Contains(page.Body, `id="product-form"`))
+	}
+	form.Set("csrf", ocsrf)
+	form.Set("support_until", "2020-01-01")
+	if p := o.post("/ui/products", form); p.Status != http.StatusForbidden {
+		t.Errorf("operator save: %d, want 403", p.Status)
+	}
+}

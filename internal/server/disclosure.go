@@ -552,11 +552,51 @@ func productView(p store.Product, now time.Time) disclosure.Product {
 }
 
 func (d *disclosureService) products(ctx context.Context) ([]disclosure.Product, error) {
-	ps, err := d.s.store.ListProducts(ctx)
+	return d.s.Products(ctx)
+}
+
+func (d *disclosureService) handleListProducts(w http.ResponseWriter, r *http.Request) error {
+	ps, err := d.products(r.Context())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	now := d.s.now()
+	writeJSON(w, http.StatusOK, ps)
+	return nil
+}
+
+// PutProduct creates or updates a product for p (a global admin),
+// auditing the change; created reports which.
+func (s *Server) PutProduct(r *http.Request, p *Principal, req disclosure.Product) (disclosure.Product, bool, error) {
+	if !p.Global(api.RoleAdmin) {
+		return disclosure.Product{}, false, errForbidden
+	}
+	if err := req.Validate(); err != nil {
+		return disclosure.Product{}, false, badRequest(err.Error())
+	}
+	sp := store.Product{Name: req.Name, Description: req.Description, SupportUntil: req.SupportUntil, UpdateCadence: req.UpdateCadence,
+		CriticalFixTarget: req.CriticalFixTarget, UpdatedAt: s.now()}
+	created, err := s.store.PutProduct(r.Context(), &sp)
+	if errors.Is(err, store.ErrConflict) {
+		return disclosure.Product{}, false, errf(http.StatusConflict, "conflict", fmt.Sprintf("product %q was created meanwhile; send it again to update it", req.Name))
+	} else if err != nil {
+		return disclosure.Product{}, false, internal(err)
+	}
+	action := "product.update"
+	if created {
+		action = "product.create"
+	}
+	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: action, target: "product:" + sp.Name, remote: ClientIP(r),
+		detail: "support_until=" + sp.SupportUntil, outcome: "ok"})
+	return productView(sp, s.now()), created, nil
+}
+
+// Products lists the published products with their support status.
+func (s *Server) Products(ctx context.Context) ([]disclosure.Product, error) {
+	ps, err := s.store.ListProducts(ctx)
+	if err != nil {
+		return nil, internal(err)
+	}
+	now := s.now()
 	out := []disclosure.Product{}
 	for _, p := range ps {
 		out = append(out, productView(p, now))
@@ -564,51 +604,28 @@ func (d *disclosureService) products(ctx context.Context) ([]disclosure.Product,
 	return out, nil
 }
 
-func (d *disclosureService) handleListProducts(w http.ResponseWriter, r *http.Request) error {
-	ps, err := d.products(r.Context())
-	if err != nil {
-		return internal(err)
-	}
-	writeJSON(w, http.StatusOK, ps)
-	return nil
-}
-
-// handlePutProduct creates a product (201) or updates one (200); global
-// admins only.
+// handlePutProduct creates a product (201) or updates one (200).
 func (d *disclosureService) handlePutProduct(w http.ResponseWriter, r *http.Request) error {
-	p := PrincipalFrom(r.Context())
-	if !p.Global(api.RoleAdmin) {
-		return errForbidden
-	}
 	var req disclosure.Product
 	if err := decode(r, api.MaxAdminBody, &req); err != nil {
 		return err
 	}
-	if err := req.Validate(); err != nil {
-		return badRequest(err.Error())
+	out, created, err := d.s.PutProduct(r, PrincipalFrom(r.Context()), req)
+	if err != nil {
+		return err
 	}
-	sp := store.Product{Name: req.Name, Description: req.Description, SupportUntil: req.SupportUntil, UpdateCadence: req.UpdateCadence,
-		CriticalFixTarget: req.CriticalFixTarget, UpdatedAt: d.s.now()}
-	created, err := d.s.store.PutProduct(r.Context(), &sp)
-	if errors.Is(err, store.ErrConflict) {
-		return errf(http.StatusConflict, "conflict", fmt.Sprintf("product %q was created meanwhile; send it again to update it", req.Name))
-	} else if err != nil {
-		return internal(err)
-	}
-	action, status := "product.update", http.StatusOK
+	status := http.StatusOK
 	if created {
-		action, status = "product.create", http.StatusCreated
+		status = http.StatusCreated
 	}
-	d.s.audit(r.Context(), auditRecord{actor: p.Actor(), action: action, target: "product:" + sp.Name, remote: ClientIP(r),
-		detail: "support_until=" + sp.SupportUntil, outcome: "ok"})
-	writeJSON(w, status, productView(sp, d.s.now()))
+	writeJSON(w, status, out)
 	return nil
 }
 
 func (d *disclosureService) productsJSON(w http.ResponseWriter, r *http.Request) {
 	ps, err := d.products(r.Context())
 	if err != nil {
-		d.s.writeError(w, r, internal(err))
+		d.s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, disclosure.ProductList{Products: ps, UpdatePolicyURL: d.baseURL(r) + "/update-policy", GeneratedAt: d.s.now().UTC()})
