@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -190,4 +191,35 @@ func BenchmarkBuild(b *testing.B) {
 			b.Fatal("wrong count")
 		}
 	}
+}
+
+// FuzzBuild checks that any release record gives well-formed output: JSON
+// that parses, a CSAF file name of the allowed characters, the same bytes
+// twice.
+func FuzzBuild(f *testing.F) {
+	f.Add("camera", "1.2.0", "CVE-2026-1234,GHSA-abcd-efgh-ijkl", "high", "1.0.0")
+	f.Add("Cam_X", "1.0.0-rc.1+build.7", "CVE-2026-1", "", "0.9.0")
+	f.Add("x", "not-semver", "OSV-2026-1,,CVE-2026-99999", "critical", "1.0.0")
+	pages := NewPages()
+	fileName := regexp.MustCompile(`^[+\-a-z0-9_]+\.json$`)
+	f.Fuzz(func(t *testing.T, product, version, fixes, severity, earlier string) {
+		t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+		rs := []Release{{Product: product, Version: earlier, Published: t0},
+			{Product: product, Version: version, Fixes: strings.Split(fixes, ","), Severity: severity, Published: t0.Add(time.Hour)}}
+		for _, a := range Build(rs) {
+			if !fileName.MatchString(a.FileName()) {
+				t.Fatalf("file name %q", a.FileName())
+			}
+			for _, gen := range []func(Publisher, *Advisory) ([]byte, error){CSAF, OSV} {
+				b1, err1 := gen(testPublisher, a)
+				b2, err2 := gen(testPublisher, a)
+				if err1 != nil || err2 != nil || !bytes.Equal(b1, b2) || !json.Valid(b1) {
+					t.Fatalf("output %v %v:\n%s", err1, err2, b1)
+				}
+			}
+			if _, err := pages.Page(a, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }
