@@ -264,6 +264,12 @@ type Receipt struct {
 	FollowUpURL string `json:"follow_up_url"`
 }
 
+// Message is what a reporter adds to their report's timeline.
+type Message struct {
+	// Message is the text (required, up to 4000 characters).
+	Message string `json:"message"`
+}
+
 // CheckMessage checks a message a reporter adds to their report.
 func CheckMessage(m string) error { return checkText("message", m, MaxNote, true, true) }
 

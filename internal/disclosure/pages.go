@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"strings"
 	"time"
 )
 
@@ -34,9 +35,10 @@ func NewPages() *Pages {
 	sum := sha256.Sum256(css)
 	p := &Pages{pages: map[string]*template.Template{}, cssHref: CSSPath + "?v=" + hex.EncodeToString(sum[:6])}
 	funcs := template.FuncMap{
-		"css":  func() string { return p.cssHref },
-		"date": func(t time.Time) string { return t.UTC().Format("2 January 2006") },
-		"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+		"css":   func() string { return p.cssHref },
+		"date":  func(t time.Time) string { return t.UTC().Format("2 January 2006") },
+		"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+		"isURL": func(s string) bool { return strings.HasPrefix(s, "https://") },
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {

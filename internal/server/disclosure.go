@@ -56,6 +56,7 @@ func (d *disclosureService) routes() []route {
 	return []route{
 		{"POST", "/api/v1/disclosures", "public", d.handleSubmitJSON},
 		{"GET", "/api/v1/disclosures/{id}/status", "public", d.handleStatusJSON},
+		{"POST", "/api/v1/disclosures/{id}/messages", "public", d.handleMessageJSON},
 		{"GET", "/api/v1/disclosures", "admin", d.handleList},
 		{"GET", "/api/v1/disclosures/{id}", "admin", d.handleGet},
 		{"POST", "/api/v1/disclosures/{id}/transition", "admin", d.handleTransition},
@@ -364,24 +365,63 @@ func (d *disclosureService) addMessage(w http.ResponseWriter, r *http.Request) {
 		d.render(w, r, status, "status", disclosure.View{Title: "Report " + st.ID, Error: text,
 			Data: statusData{Status: st, Key: key, Message: msg}})
 	}
-	if err := disclosure.CheckMessage(msg); err != nil {
-		fail(http.StatusBadRequest, sentenceCase(err.Error()))
+	if err := d.addReporterMessage(r, st, msg); err != nil {
+		status, text := ErrorMessage(err)
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", strconv.Itoa(3600/disclosurePerHour))
+		}
+		if status >= 500 {
+			d.message(w, r, status, "Something went wrong", "The server could not store your message; please try again shortly.")
+			return
+		}
+		fail(status, sentenceCase(text))
 		return
+	}
+	http.Redirect(w, r, "/disclose/status/"+id+"?key="+url.QueryEscape(key)+"&sent=1", http.StatusSeeOther)
+}
+
+// addReporterMessage validates and stores a message from the reporter of
+// st (already authenticated by its key), under the report rate limit.
+func (d *disclosureService) addReporterMessage(r *http.Request, st *disclosure.Status, msg string) error {
+	if err := disclosure.CheckMessage(msg); err != nil {
+		return errf(http.StatusBadRequest, "invalid_message", err.Error())
 	}
 	remote := ClientIP(r)
 	if !d.limiter.Allow(remote, d.s.now()) {
-		w.Header().Set("Retry-After", strconv.Itoa(3600/disclosurePerHour))
-		fail(http.StatusTooManyRequests, fmt.Sprintf("Too many reports and messages from your address: at most %d an hour. Please try again later.", disclosurePerHour))
-		return
+		return errf(http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("too many reports and messages from your address: at most %d an hour; please try again later", disclosurePerHour))
 	}
 	e := &store.DisclosureEvent{Time: d.s.now(), Actor: "reporter", To: st.State, Note: msg}
-	if err := d.s.store.AddDisclosureEvent(r.Context(), id, e); err != nil {
-		d.s.log.Error("adding a reporter message", "report", id, "err", err)
-		d.message(w, r, http.StatusInternalServerError, "Something went wrong", "The server could not store your message; please try again shortly.")
-		return
+	if err := d.s.store.AddDisclosureEvent(r.Context(), st.ID, e); err != nil {
+		return internal(err)
 	}
-	d.s.audit(r.Context(), auditRecord{actor: "reporter", action: "disclosure.message", target: "disclosure:" + id, remote: remote, outcome: "ok"})
-	http.Redirect(w, r, "/disclose/status/"+id+"?key="+url.QueryEscape(key)+"&sent=1", http.StatusSeeOther)
+	d.s.audit(r.Context(), auditRecord{actor: "reporter", action: "disclosure.message", target: "disclosure:" + st.ID, remote: remote, outcome: "ok"})
+	return nil
+}
+
+// handleMessageJSON adds a reporter's message by the API; the key goes in
+// the X-Follow-Up-Key header. It answers with the report's status.
+func (d *disclosureService) handleMessageJSON(w http.ResponseWriter, r *http.Request) error {
+	var m disclosure.Message
+	if err := decode(r, disclosure.MaxBody, &m); err != nil {
+		return err
+	}
+	st, err := d.reporterStatus(r.Context(), r.PathValue("id"), r.Header.Get("X-Follow-Up-Key"))
+	if err != nil {
+		return err
+	}
+	if err := d.addReporterMessage(r, st, strings.TrimRight(m.Message, " \t\r\n")); err != nil {
+		var he *httpError
+		if errors.As(err, &he) && he.Status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", strconv.Itoa(3600/disclosurePerHour))
+		}
+		return err
+	}
+	if st, err = d.reporterStatus(r.Context(), st.ID, r.Header.Get("X-Follow-Up-Key")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, st)
+	return nil
 }
 
 // handleStatusJSON is the follow-up for API clients; the key goes in the

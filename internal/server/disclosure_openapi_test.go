@@ -31,6 +31,7 @@ func TestOpenAPIDisclosureSchemas(t *testing.T) {
 		{reflect.TypeFor[disclosure.TransitionRequest](), false, "TransitionRequest"},
 		{reflect.TypeFor[disclosure.StatusEntry](), true, "StatusEntry"},
 		{reflect.TypeFor[disclosure.Product](), true, "Product"},
+		{reflect.TypeFor[disclosure.Message](), false, "Message"},
 	} {
 		sch, ok := schemas[c.schema].(map[string]any)
 		if !ok {

@@ -558,7 +558,19 @@ func TestDisclosureReporterMessage(t *testing.T) {
 	if json.Unmarshal([]byte(body), &st) != nil || len(st.Timeline) != 2 || st.Timeline[0].By != "reporter" || st.Timeline[1].By != "reporter" {
 		t.Errorf("status JSON: %s", body)
 	}
-	if got := auditActions(t, ts, "disclosure:"+rec.ID); len(got) != 2 || got[1] != "disclosure.message reporter ok" {
+	// The same by the API, with the key in a header.
+	b, _ := json.Marshal(disclosure.Message{Message: "PoC: curl ..."})
+	code, _, body = post(t, ts, "/api/v1/disclosures/"+rec.ID+"/messages", "application/json", b, "X-Follow-Up-Key", rec.FollowUpKey)
+	if code != http.StatusCreated || json.Unmarshal([]byte(body), &st) != nil || len(st.Timeline) != 3 || st.Timeline[2].Note != "PoC: curl ..." {
+		t.Errorf("message by API: %d %s", code, body)
+	}
+	if code, _, body := post(t, ts, "/api/v1/disclosures/"+rec.ID+"/messages", "application/json", b, "X-Follow-Up-Key", "nope"); code != http.StatusNotFound {
+		t.Errorf("message by API with a wrong key: %d %s", code, body)
+	}
+	if code, _, body := post(t, ts, "/api/v1/disclosures/"+rec.ID+"/messages", "application/json", []byte(`{"message":""}`), "X-Follow-Up-Key", rec.FollowUpKey); code != http.StatusBadRequest || !strings.Contains(body, "message is required") {
+		t.Errorf("empty message by API: %d %s", code, body)
+	}
+	if got := auditActions(t, ts, "disclosure:"+rec.ID); len(got) != 3 || got[1] != "disclosure.message reporter ok" || got[2] != got[1] {
 		t.Errorf("audit: %q", got)
 	}
 }
