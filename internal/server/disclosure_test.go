@@ -17,6 +17,8 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/disclosure"
 	"github.com/bulwark-iot/bulwark/internal/server"
 	"github.com/bulwark-iot/bulwark/internal/server/servertest"
+	"github.com/bulwark-iot/bulwark/internal/store"
+	"github.com/bulwark-iot/bulwark/internal/store/storetest"
 )
 
 // get fetches a public path and returns status, headers and body.
@@ -572,5 +574,37 @@ func TestDisclosureReporterMessage(t *testing.T) {
 	}
 	if got := auditActions(t, ts, "disclosure:"+rec.ID); len(got) != 3 || got[1] != "disclosure.message reporter ok" || got[2] != got[1] {
 		t.Errorf("audit: %q", got)
+	}
+}
+
+// TestDisclosureOnPostgres runs the intake, workflow and product paths
+// over the PostgreSQL backend (skipped when it is not configured).
+func TestDisclosureOnPostgres(t *testing.T) {
+	t.Parallel()
+	ts := servertest.Start(t, servertest.Options{DB: storetest.DSN(t, store.Postgres)})
+	code, rec, e, _ := submitJSON(t, ts, validReport)
+	if code != http.StatusCreated {
+		t.Fatalf("submit: %d %+v", code, e)
+	}
+	for _, to := range []string{"triaged", "fixing", "fixed"} {
+		if code := ts.Do(t, "POST", "/api/v1/disclosures/"+rec.ID+"/transition", "", disclosure.TransitionRequest{To: to}, nil); code != http.StatusOK {
+			t.Fatalf("-> %s: %d", to, code)
+		}
+	}
+	var rep disclosure.Report
+	if code := ts.Do(t, "POST", "/api/v1/disclosures/"+rec.ID+"/transition", "", disclosure.TransitionRequest{To: "published", Advisory: "https://example.com/adv/1"}, &rep); code != http.StatusOK ||
+		rep.Advisory != "https://example.com/adv/1" || len(rep.Timeline) != 5 {
+		t.Fatalf("publish: %d %+v", code, rep)
+	}
+	var list disclosure.ReportList
+	if ts.Do(t, "GET", "/api/v1/disclosures?state=published", "", nil, &list); list.Total != 1 {
+		t.Errorf("published reports: %+v", list)
+	}
+	p := disclosure.Product{Name: "cam-100", SupportUntil: "2031-12-31", UpdateCadence: "monthly", CriticalFixTarget: "14 days"}
+	if code := ts.Do(t, "POST", "/api/v1/products", "", p, nil); code != http.StatusCreated {
+		t.Fatalf("product: %d", code)
+	}
+	if _, _, body := get(t, ts, "/products.json"); !strings.Contains(body, `"support_until": "2031-12-31"`) {
+		t.Errorf("products.json: %s", body)
 	}
 }
