@@ -62,5 +62,7 @@ func (c Config) SecurityTxt(base string, now time.Time) string {
 	b.WriteString("Acknowledgments: " + base + "/acknowledgments\n")
 	b.WriteString("Canonical: " + base + "/.well-known/security.txt\n")
 	b.WriteString("Preferred-Languages: en\n")
+	// CSAF 2.0 requirement 8: advertise the provider metadata.
+	b.WriteString("CSAF: " + base + "/.well-known/csaf/provider-metadata.json\n")
 	return b.String()
 }

@@ -128,6 +128,7 @@ func TestSecurityTxt(t *testing.T) {
 		"Acknowledgments":     ts.URL + "/acknowledgments",
 		"Canonical":           ts.URL + "/.well-known/security.txt",
 		"Preferred-Languages": "en",
+		"CSAF":                ts.URL + "/.well-known/csaf/provider-metadata.json",
 	}
 	for k, v := range want {
 		if len(fields[k]) != 1 || fields[k][0] != v {
