@@ -198,13 +198,24 @@ func (e *Engine) Evaluate(ctx context.Context, id string) error {
 		if d.State != store.DeployRunning {
 			return nil
 		}
-		devs, err := e.Store.DeploymentDevices(ctx, id)
-		if err != nil {
-			return err
-		}
 		stages := Stages(d)
 		if d.Stage >= len(stages) {
 			d.Stage = len(stages) - 1
+		}
+		// While the open stage has devices at work, there is nothing to
+		// decide: a cheap check, since this runs on every final report.
+		n, err := e.Store.DeploymentSize(ctx, id)
+		if err != nil {
+			return err
+		}
+		if busy, err := e.Store.StageBusy(ctx, id, stageSize(stages[d.Stage], n)); err != nil {
+			return err
+		} else if busy && !e.hasWaiting(ctx, id, stageSize(stages[d.Stage], n)) {
+			return nil
+		}
+		devs, err := e.Store.DeploymentDevices(ctx, id)
+		if err != nil {
+			return err
 		}
 		upTo := stageSize(stages[d.Stage], len(devs))
 		failed, waiting, busy := 0, 0, 0
@@ -257,6 +268,13 @@ func (e *Engine) Evaluate(ctx context.Context, id string) error {
 		return nil
 	}
 	return nil
+}
+
+// hasWaiting reports whether devices below upTo are still waiting (they
+// joined late inside the open stage and must be opened).
+func (e *Engine) hasWaiting(ctx context.Context, id string, upTo int) bool {
+	w, err := e.Store.WaitingBelow(ctx, id, upTo)
+	return err == nil && w
 }
 
 // Report records a device's progress and advances the deployment.
@@ -334,6 +352,13 @@ func (e *Engine) setState(ctx context.Context, id string, from []string, to, why
 func (e *Engine) JoinGroup(ctx context.Context, deviceID, group string, running []*store.Deployment) error {
 	for _, d := range running {
 		if d.Group == "" || d.Group != group || d.State != store.DeployRunning {
+			continue
+		}
+		in, err := e.Store.InDeployment(ctx, d.ID, deviceID)
+		if err != nil {
+			return err
+		}
+		if in {
 			continue
 		}
 		added, err := e.Store.JoinDeployment(ctx, d.ID, deviceID, e.now())

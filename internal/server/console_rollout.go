@@ -65,7 +65,10 @@ func (s *Server) ShowDeployment(r *http.Request, p *Principal, id string) (api.D
 	if err != nil {
 		return api.Deployment{}, err
 	}
-	v, err := s.deploymentView(r.Context(), d, true)
+	// ?devices=false asks for the summary only (counts, no device list or
+	// history): what a dashboard polling a large deployment wants.
+	detail := r.URL.Query().Get("devices") != "false"
+	v, err := s.deploymentView(r.Context(), d, detail)
 	if err != nil {
 		return api.Deployment{}, internal(err)
 	}

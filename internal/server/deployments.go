@@ -89,7 +89,8 @@ func (s *Server) handleUpdateStatus(w http.ResponseWriter, r *http.Request) erro
 	case err != nil:
 		return internal(err)
 	}
-	s.invalidateRunning()
+	// The running-deployments cache may lag a halt or completion by a
+	// moment; assignments are read from the store, so that is harmless.
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -98,17 +99,19 @@ func (s *Server) deploymentView(ctx context.Context, d *store.Deployment, detail
 	out := api.Deployment{ID: d.ID, Product: d.Product, Version: d.Version, Target: d.Target, Group: d.Group, Stages: rollout.Stages(d),
 		Stage: d.Stage + 1, HaltFailurePct: d.HaltFailurePct, State: d.State, Reason: d.Reason, Expedited: d.Expedited,
 		Counts: map[string]int{}, CreatedAt: d.CreatedAt, CreatedBy: d.CreatedBy, UpdatedAt: d.UpdatedAt}
-	devs, err := s.store.DeploymentDevices(ctx, d.ID)
+	counts, err := s.store.DeploymentCounts(ctx, d.ID)
 	if err != nil {
 		return out, err
 	}
-	for _, dd := range devs {
-		out.Counts[dd.Status]++
-		if detail {
+	out.Counts = counts
+	if detail {
+		devs, err := s.store.DeploymentDevices(ctx, d.ID)
+		if err != nil {
+			return out, err
+		}
+		for _, dd := range devs {
 			out.Devices = append(out.Devices, api.DeploymentDevice{DeviceID: dd.DeviceID, Rank: dd.Rank, Status: dd.Status, Reason: dd.Reason, UpdatedAt: dd.UpdatedAt})
 		}
-	}
-	if detail {
 		evs, err := s.store.DeploymentEvents(ctx, d.ID, "", 1000)
 		if err != nil {
 			return out, err

@@ -96,6 +96,11 @@ func TestDeploymentThroughCheckins(t *testing.T) {
 	if shown.State != "halted" || !strings.Contains(shown.Reason, "1 of 4 devices failed") || len(shown.Devices) != 4 || len(shown.Events) < 8 {
 		t.Fatalf("after a failed stage: %+v", shown)
 	}
+	var summary api.Deployment
+	ts.Do(t, "GET", "/api/v1/deployments/"+dep.ID+"?devices=false", "", nil, &summary)
+	if summary.Devices != nil || summary.Events != nil || summary.Counts["success"] != 3 || summary.Counts["rolled-back"] != 1 {
+		t.Fatalf("summary view: %+v", summary)
+	}
 	if left := assigned(); len(left) != 0 {
 		t.Fatalf("halted deployment still assigns to %d devices", len(left))
 	}

@@ -154,7 +154,7 @@ func (s *sim) createDeployment(ctx context.Context, a *admin, product, version, 
 // getDeployment reads a deployment's state, stage and counts.
 func (s *sim) getDeployment(ctx context.Context, a *admin, id string) (api.Deployment, error) {
 	var dep api.Deployment
-	err := a.do(ctx, "reading the deployment", "read deployments", http.MethodGet, "/api/v1/deployments/"+url.PathEscape(id), nil, nil, &dep)
+	err := a.do(ctx, "reading the deployment", "read deployments", http.MethodGet, "/api/v1/deployments/"+url.PathEscape(id), url.Values{"devices": {"false"}}, nil, &dep)
 	return dep, err
 }
 

@@ -254,6 +254,65 @@ func (s *Store) ReportDeploymentStatus(ctx context.Context, depID, deviceID, sta
 	})
 }
 
+// InDeployment reports whether a device is part of a deployment (a read,
+// so that the check-in path writes only for devices that must join).
+func (s *Store) InDeployment(ctx context.Context, depID, deviceID string) (bool, error) {
+	var one int
+	err := s.queryRow(ctx, `SELECT 1 FROM deployment_devices WHERE deployment_id = ? AND device_id = ?`, depID, deviceID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// StageBusy reports whether any device ranked below upTo has not reached
+// a final status (waiting devices count as busy). It stops at the first
+// one, so it is cheap while a stage is in progress.
+func (s *Store) StageBusy(ctx context.Context, depID string, upTo int) (bool, error) {
+	var one int
+	err := s.queryRow(ctx, `SELECT 1 FROM deployment_devices WHERE deployment_id = ? AND rank < ? AND status IN ('waiting', 'pending', 'downloading', 'installing', 'verifying') LIMIT 1`, depID, upTo).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// WaitingBelow reports whether a device ranked below upTo is waiting.
+func (s *Store) WaitingBelow(ctx context.Context, depID string, upTo int) (bool, error) {
+	var one int
+	err := s.queryRow(ctx, `SELECT 1 FROM deployment_devices WHERE deployment_id = ? AND rank < ? AND status = 'waiting' LIMIT 1`, depID, upTo).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// DeploymentCounts counts a deployment's devices by status.
+func (s *Store) DeploymentCounts(ctx context.Context, depID string) (map[string]int, error) {
+	rows, err := s.query(ctx, `SELECT status, COUNT(*) FROM deployment_devices WHERE deployment_id = ? GROUP BY status`, depID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}
+
+// DeploymentSize is the number of devices in a deployment.
+func (s *Store) DeploymentSize(ctx context.Context, depID string) (int, error) {
+	var n int
+	err := s.queryRow(ctx, `SELECT COUNT(*) FROM deployment_devices WHERE deployment_id = ?`, depID).Scan(&n)
+	return n, err
+}
+
 // JoinDeployment adds a device to a deployment after it started (it
 // joined the group later), at the end of the rollout order. It reports
 // whether it was added (false if it was already there).
