@@ -2,16 +2,21 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/identity"
 	"github.com/bulwark-iot/bulwark/internal/agent/inventory"
 	"github.com/bulwark-iot/bulwark/internal/agent/state"
+	"github.com/bulwark-iot/bulwark/internal/agent/tufclient"
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/deviceclient"
 )
@@ -31,6 +36,8 @@ type EnrollOptions struct {
 	// readable, the request carries a proof of possession so that the
 	// server can keep the device's identity.
 	Force bool
+	// Warn, if set, receives problems that do not fail the enrolment.
+	Warn func(string)
 }
 
 // ErrAlreadyEnrolled is returned by Enroll when the state directory holds an
@@ -135,5 +142,28 @@ func Enroll(ctx context.Context, o EnrollOptions) (*state.State, error) {
 			return st, err
 		}
 	}
+	// Embed the update repository's first root now, over the channel just
+	// authenticated with the CA given at enrolment: from then on only
+	// roots it (or its verified successors) signs are trusted. A device
+	// re-enrolling keeps the root it has. Failing here does not undo the
+	// enrolment: the update path fetches the root the same way on first use.
+	if err := embedTUFRoot(ctx, o.Server, roots, o.StateDir); err != nil && o.Warn != nil {
+		o.Warn("could not take the update repository's root at enrolment (it will be fetched at the first update): " + err.Error())
+	}
 	return st, nil
+}
+
+func embedTUFRoot(ctx context.Context, server string, roots *x509.CertPool, dir string) error {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}, ForceAttemptHTTP2: true}}
+	defer hc.CloseIdleConnections()
+	base := strings.TrimRight(server, "/") + "/tuf"
+	_, err := tufclient.Refresh(ctx, tufclient.Config{
+		MetadataDir:  filepath.Join(dir, tufDir),
+		MetadataURL:  base + "/metadata",
+		TargetsURL:   base + "/targets",
+		FirstRootURL: base + "/metadata/1.root.json",
+		HTTP:         hc,
+	})
+	return err
 }

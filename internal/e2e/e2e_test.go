@@ -155,6 +155,10 @@ func TestEndToEnd(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(state, "device.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("device key file: %v %v", fi, err)
 	}
+	// The update repository's root is embedded at enrolment.
+	if b, err := os.ReadFile(filepath.Join(state, "tuf", "root.json")); err != nil || !strings.Contains(string(b), `"_type": "root"`) && !strings.Contains(string(b), `"_type":"root"`) {
+		t.Fatalf("TUF root not taken at enrolment: %v %.80s", err, b)
+	}
 	// The single-use token is spent.
 	if _, errs, code := r.run(agent, "enroll", "--server", base, "--token", enrollToken, "--ca-cert", filepath.Join(data, "ca.pem"), "--state", filepath.Join(tmp, "agent2")); code == 0 || !strings.Contains(errs, "no uses left") {
 		t.Fatalf("second enrolment with a single-use token: exit %d %q", code, errs)

@@ -164,6 +164,7 @@ func (c *cmd) enroll(args []string) int {
 	defer cancel()
 	st, err := agent.Enroll(ctx, agent.EnrollOptions{
 		StateDir: *dir, Server: *server, Token: *token, CAPEM: caPEM, Force: *force,
+		Warn: func(msg string) { fmt.Fprintln(c.stderr, "bulwark-agent: warning: "+msg) },
 	})
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "enroll: ")
