@@ -38,12 +38,14 @@ var productRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // releaseInfo is the custom metadata the server signs into each target.
 type releaseInfo struct {
 	Bulwark struct {
-		Product   string   `json:"product"`
-		Version   string   `json:"version"`
-		Installer string   `json:"installer"`
-		Kind      string   `json:"kind"`
-		MinFloor  string   `json:"version_floor"`
-		Fixes     []string `json:"fixes"`
+		Product   string `json:"product"`
+		Version   string `json:"version"`
+		Installer string `json:"installer"`
+		Kind      string `json:"kind"`
+		// Deployment names the deployment of a downgrade instruction.
+		Deployment string   `json:"deployment"`
+		MinFloor   string   `json:"version_floor"`
+		Fixes      []string `json:"fixes"`
 	} `json:"bulwark"`
 }
 
@@ -183,6 +185,15 @@ func (u *updates) install(ctx context.Context, a api.UpdateAssignment, log inter
 	if b.Installer != "" && b.Installer != "app" {
 		return nil, fmt.Errorf("installer %q is not available on this device", b.Installer)
 	}
+	// A downgrade is allowed only by a signed instruction naming this
+	// deployment, product and version; anything else is refused.
+	allowDowngrade := false
+	if a.Downgrade != "" {
+		if err := u.verifyDowngrade(ctx, server, hc, a, b.Product); err != nil {
+			return nil, err
+		}
+		allowDowngrade = true
+	}
 	want := update.Target{Length: info.Length, Hashes: map[string][]byte{}}
 	for alg, h := range info.Hashes {
 		want.Hashes[alg] = h
@@ -202,7 +213,29 @@ func (u *updates) install(ctx context.Context, a api.UpdateAssignment, log inter
 		return nil, err
 	}
 	log.Info("installing", "product", b.Product, "length", info.Length)
-	return up.Update(ctx, url, want, update.Release{Product: b.Product, Version: b.Version})
+	return up.Update(ctx, url, want, update.Release{Product: b.Product, Version: b.Version, AllowDowngrade: allowDowngrade})
+}
+
+// verifyDowngrade checks the signed downgrade instruction of an
+// assignment: a target of kind "downgrade" for this deployment, product
+// and version.
+func (u *updates) verifyDowngrade(ctx context.Context, server string, hc *http.Client, a api.UpdateAssignment, product string) error {
+	if a.Downgrade != "downgrades/"+a.DeploymentID+".json" {
+		return fmt.Errorf("downgrade instruction %q does not belong to deployment %s", a.Downgrade, a.DeploymentID)
+	}
+	t, err := u.trustedTarget(ctx, server, hc, a.Downgrade)
+	if err != nil {
+		return fmt.Errorf("downgrade not allowed: %w", err)
+	}
+	var inst releaseInfo
+	if t.Custom != nil {
+		json.Unmarshal(*t.Custom, &inst)
+	}
+	b := inst.Bulwark
+	if b.Kind != "downgrade" || b.Deployment != a.DeploymentID || b.Product != product || b.Version != a.Version {
+		return fmt.Errorf("downgrade not allowed: the signed instruction %s is for another release", a.Downgrade)
+	}
+	return nil
 }
 
 // trustedTarget refreshes the TUF metadata with a new updater and returns

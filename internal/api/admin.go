@@ -245,6 +245,10 @@ type DeploymentCreate struct {
 	HaltFailurePct *int `json:"halt_failure_pct,omitempty"`
 	// Expedited deployments (admins only) ignore maintenance windows.
 	Expedited bool `json:"expedited,omitempty"`
+	// AllowDowngrade (admins only) lets devices install the release over
+	// a newer version: the server signs a downgrade instruction for this
+	// deployment into the update repository, which devices verify.
+	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
 }
 
 // Deployment is the admin view of a staged rollout.
@@ -260,6 +264,7 @@ type Deployment struct {
 	State          string             `json:"state"` // running, paused, halted, aborted, completed
 	Reason         string             `json:"reason,omitempty"`
 	Expedited      bool               `json:"expedited"`
+	AllowDowngrade bool               `json:"allow_downgrade"`
 	Counts         map[string]int     `json:"counts"` // devices by status
 	Devices        []DeploymentDevice `json:"devices,omitempty"`
 	Events         []DeploymentEvent  `json:"events,omitempty"`

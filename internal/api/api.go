@@ -144,6 +144,9 @@ type UpdateAssignment struct {
 	DeploymentID string `json:"deployment_id"`
 	Target       string `json:"target"`
 	Version      string `json:"version"`
+	// Downgrade names the signed downgrade instruction (a TUF target) that
+	// allows installing this version over a newer one; empty otherwise.
+	Downgrade string `json:"downgrade,omitempty"`
 }
 
 // CommandsWaitResponse answers a long poll on PathCommands.

@@ -46,7 +46,7 @@ Usage:
                   [--fixes CVE-…,…] [--severity low|medium|high|critical] [--sbom FILE] [--hardware H,…]
   bulwark release list [--product P] [--json] | release floor --product P --min-version V | release floors
   bulwark deploy create --release PRODUCT@VERSION (--group G | --device ID…) [--stages 5,25,100]
-                 [--halt-failures 10%] [--expedite]
+                 [--halt-failures 10%] [--expedite] [--allow-downgrade]
   bulwark deploy list | deploy show ID [--json] | deploy pause|resume|abort ID [--reason TEXT]
   bulwark deploy windows --group G [--window mon,tue/01:00-04:00]…
   bulwark tuf status --data DIR [--json] | tuf rotate-key --data DIR targets|snapshot|timestamp|root

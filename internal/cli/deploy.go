@@ -67,6 +67,7 @@ func deployCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	stages := fs.String("stages", "100", "cumulative percentages per stage, e.g. 5,25,100")
 	halt := fs.String("halt-failures", "10%", "halt when more than this share of a stage fails")
 	expedite := fs.Bool("expedite", false, "critical fix: ignore maintenance windows (admins only)")
+	downgrade := fs.Bool("allow-downgrade", false, "let devices install this release over a newer version (admins only; signed)")
 	jsonOut := fs.Bool("json", false, "print JSON")
 	var cf clientFlags
 	cf.register(fs)
@@ -88,7 +89,7 @@ func deployCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	req := api.DeploymentCreate{Product: product, Version: version, Group: *group, Devices: devices, Stages: *stages, HaltFailurePct: &haltPct, Expedited: *expedite}
+	req := api.DeploymentCreate{Product: product, Version: version, Group: *group, Devices: devices, Stages: *stages, HaltFailurePct: &haltPct, Expedited: *expedite, AllowDowngrade: *downgrade}
 	var out api.Deployment
 	if err := c.do(ctx, "POST", "/api/v1/deployments", req, &out); err != nil {
 		return err

@@ -197,6 +197,33 @@ func TestUpdateEndToEnd(t *testing.T) {
 	if st := s.status(state); st.Installed[0].Version != "1.0.0" {
 		t.Fatalf("tampered release changed the installed version: %+v", st.Installed)
 	}
+	// A newer good release installs; going back to 1.0.0 is refused
+	// unless an admin allows the downgrade, which the server signs.
+	v4 := filepath.Join(s.tmp, "camera-1.3.0.tar.gz")
+	os.WriteFile(v4, tarGz(t, map[string]string{"bin/camera": "v4", "HEALTHY": "yes"}), 0o644)
+	s.r.ok(s.bulwark, "release", "publish", "--product", "camera", "--version", "1.3.0", "--file", v4)
+	dep4 := strings.TrimSpace(s.r.ok(s.bulwark, "deploy", "create", "--release", "camera@1.3.0", "--group", "lab"))
+	waitCount := func(dep, status, what string) api.Deployment {
+		var d api.Deployment
+		eventually(t, what, 60*time.Second, func() bool {
+			json.Unmarshal([]byte(s.r.ok(s.bulwark, "deploy", "show", dep, "--json")), &d)
+			return d.Counts[status] == 1
+		})
+		return d
+	}
+	waitCount(dep4, "success", "1.3.0 to install")
+	back := waitCount(strings.TrimSpace(s.r.ok(s.bulwark, "deploy", "create", "--release", "camera@1.0.0", "--group", "lab")), "failed", "an unsigned downgrade to be refused")
+	if !strings.Contains(back.Devices[0].Reason, "older version") {
+		t.Fatalf("unsigned downgrade failed for another reason: %q", back.Devices[0].Reason)
+	}
+	if st := s.status(state); st.Installed[0].Version != "1.3.0" {
+		t.Fatalf("refused downgrade changed the installed version: %+v", st.Installed)
+	}
+	waitCount(strings.TrimSpace(s.r.ok(s.bulwark, "deploy", "create", "--release", "camera@1.0.0", "--group", "lab", "--allow-downgrade")), "success", "a signed downgrade to install")
+	if st := s.status(state); st.Installed[0].Version != "1.0.0" {
+		t.Fatalf("signed downgrade not installed: %+v", st.Installed)
+	}
+
 	// The SBOM is public.
 	if out := s.r.ok("curl", "-sS", "--fail", "--cacert", filepath.Join(s.data, "ca.pem"), s.base+"/releases/camera/1.0.0/sbom.cdx.json"); !strings.Contains(out, "CycloneDX") {
 		t.Fatalf("public SBOM: %s", out)

@@ -96,6 +96,7 @@ type Request struct {
 	Stages           []int
 	HaltFailurePct   int // 0..100: a stage halts when more than this share failed
 	Expedited        bool
+	AllowDowngrade   bool // set only with a signed downgrade instruction
 	CreatedBy        string
 	ID               string // set by the caller (random)
 }
@@ -166,7 +167,7 @@ func (e *Engine) Create(ctx context.Context, req Request) (*store.Deployment, er
 	stages, _ := json.Marshal(req.Stages)
 	now := e.now()
 	d := &store.Deployment{ID: req.ID, Product: rel.Product, Version: rel.Version, Target: rel.Target, Group: req.Group,
-		Stages: string(stages), HaltFailurePct: req.HaltFailurePct, State: store.DeployRunning, Expedited: req.Expedited,
+		Stages: string(stages), HaltFailurePct: req.HaltFailurePct, State: store.DeployRunning, Expedited: req.Expedited, AllowDowngrade: req.AllowDowngrade,
 		CreatedAt: now, CreatedBy: req.CreatedBy, UpdatedAt: now}
 	if err := e.Store.CreateDeployment(ctx, d, devs); err != nil {
 		return nil, err

@@ -173,12 +173,26 @@ func (s *Server) CreateDeployment(r *http.Request, p *Principal, req api.Deploym
 	} else if floor != nil && semver.Compare(v, *floor) < 0 {
 		return api.Deployment{}, errf(http.StatusConflict, "below_floor", fmt.Sprintf("version %s is below the version floor %s of %s", req.Version, floor, req.Product))
 	}
+	if req.AllowDowngrade && !p.Global(api.RoleAdmin) {
+		return api.Deployment{}, errf(http.StatusForbidden, "forbidden", "only an admin may allow a downgrade")
+	}
 	halt := 10
 	if req.HaltFailurePct != nil {
 		halt = *req.HaltFailurePct
 	}
-	d, err := s.rollout.Create(r.Context(), rollout.Request{ID: newID("dep"), Product: req.Product, Version: req.Version, Group: req.Group,
-		Devices: req.Devices, Stages: stages, HaltFailurePct: halt, Expedited: req.Expedited, CreatedBy: p.Actor()})
+	id := newID("dep")
+	if req.AllowDowngrade {
+		// The instruction is signed before the deployment exists, so no
+		// device can be told of it before it can verify it.
+		if _, err := s.store.GetRelease(r.Context(), req.Product, req.Version); errors.Is(err, store.ErrNotFound) {
+			return api.Deployment{}, errf(http.StatusNotFound, "not_found", fmt.Sprintf("%s %s has not been published", req.Product, req.Version))
+		}
+		if err := s.signDowngrade(r.Context(), id, req.Product, req.Version); err != nil {
+			return api.Deployment{}, err
+		}
+	}
+	d, err := s.rollout.Create(r.Context(), rollout.Request{ID: id, Product: req.Product, Version: req.Version, Group: req.Group,
+		Devices: req.Devices, Stages: stages, HaltFailurePct: halt, Expedited: req.Expedited, AllowDowngrade: req.AllowDowngrade, CreatedBy: p.Actor()})
 	switch {
 	case errors.Is(err, rollout.ErrNoRelease):
 		return api.Deployment{}, errf(http.StatusNotFound, "not_found", err.Error())
@@ -189,7 +203,7 @@ func (s *Server) CreateDeployment(r *http.Request, p *Principal, req api.Deploym
 	}
 	s.invalidateRunning()
 	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "deployment.create", target: "deployment:" + d.ID, remote: ClientIP(r),
-		detail: fmt.Sprintf("release=%s@%s group=%s devices=%d stages=%v halt=%d%% expedited=%v", d.Product, d.Version, d.Group, len(req.Devices), stages, halt, d.Expedited), outcome: "ok"})
+		detail: fmt.Sprintf("release=%s@%s group=%s devices=%d stages=%v halt=%d%% expedited=%v allow_downgrade=%v", d.Product, d.Version, d.Group, len(req.Devices), stages, halt, d.Expedited, d.AllowDowngrade), outcome: "ok"})
 	v, err := s.deploymentView(r.Context(), d, false)
 	if err != nil {
 		return api.Deployment{}, internal(err)

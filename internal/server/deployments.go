@@ -62,7 +62,11 @@ func (s *Server) updateAssignment(ctx context.Context, dc *deviceCtx) (*api.Upda
 	if err != nil || d == nil {
 		return nil, err
 	}
-	return &api.UpdateAssignment{DeploymentID: d.ID, Target: d.Target, Version: d.Version}, nil
+	a := &api.UpdateAssignment{DeploymentID: d.ID, Target: d.Target, Version: d.Version}
+	if d.AllowDowngrade {
+		a.Downgrade = DowngradeTarget(d.ID)
+	}
+	return a, nil
 }
 
 // handleUpdateStatus records a device's progress on its assignment.
@@ -97,7 +101,7 @@ func (s *Server) handleUpdateStatus(w http.ResponseWriter, r *http.Request) erro
 
 func (s *Server) deploymentView(ctx context.Context, d *store.Deployment, detail bool) (api.Deployment, error) {
 	out := api.Deployment{ID: d.ID, Product: d.Product, Version: d.Version, Target: d.Target, Group: d.Group, Stages: rollout.Stages(d),
-		Stage: d.Stage + 1, HaltFailurePct: d.HaltFailurePct, State: d.State, Reason: d.Reason, Expedited: d.Expedited,
+		Stage: d.Stage + 1, HaltFailurePct: d.HaltFailurePct, State: d.State, Reason: d.Reason, Expedited: d.Expedited, AllowDowngrade: d.AllowDowngrade,
 		Counts: map[string]int{}, CreatedAt: d.CreatedAt, CreatedBy: d.CreatedBy, UpdatedAt: d.UpdatedAt}
 	counts, err := s.store.DeploymentCounts(ctx, d.ID)
 	if err != nil {

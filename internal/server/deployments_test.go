@@ -42,6 +42,11 @@ func TestDeploymentThroughCheckins(t *testing.T) {
 	if code := ts.Do(t, "POST", "/api/v1/deployments", auditorTok.Token, req, nil); code != 403 {
 		t.Fatalf("auditor deploying: %d", code)
 	}
+	var opTok api.APIToken
+	ts.Do(t, "POST", "/api/v1/tokens", "", api.APITokenCreate{Name: "op", Role: "operator"}, &opTok)
+	if code := ts.Do(t, "POST", "/api/v1/deployments", opTok.Token, api.DeploymentCreate{Product: "camera", Version: "1.0.0", Group: "lab", AllowDowngrade: true}, nil); code != 403 {
+		t.Fatalf("operator allowing a downgrade: %d", code)
+	}
 	if code := ts.Do(t, "POST", "/api/v1/deployments", "", api.DeploymentCreate{Product: "camera", Version: "9.0.0", Group: "lab"}, nil); code != 404 {
 		t.Fatalf("deploying an unpublished release: %d", code)
 	}

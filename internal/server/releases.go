@@ -126,8 +126,10 @@ type releaseCustom struct {
 		Hardware  []string `json:"hardware,omitempty"`
 		Fixes     []string `json:"fixes,omitempty"`
 		Severity  string   `json:"severity,omitempty"`
-		Kind      string   `json:"kind"` // "artifact" or "sbom"
-		MinFloor  string   `json:"version_floor,omitempty"`
+		Kind      string   `json:"kind"` // "artifact", "sbom" or "downgrade"
+		// Deployment names the deployment a downgrade instruction is for.
+		Deployment string `json:"deployment,omitempty"`
+		MinFloor   string `json:"version_floor,omitempty"`
 	} `json:"bulwark"`
 }
 
@@ -387,4 +389,26 @@ func (s *Server) handleListFloors(w http.ResponseWriter, r *http.Request) error 
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// DowngradeTarget is the TUF target name of a deployment's signed
+// downgrade instruction.
+func DowngradeTarget(deploymentID string) string { return "downgrades/" + deploymentID + ".json" }
+
+// signDowngrade signs into the update repository an instruction allowing
+// devices of deployment id to install product@version over a newer
+// version. Devices refuse any downgrade without it.
+func (s *Server) signDowngrade(ctx context.Context, id, product, version string) error {
+	if err := s.publishingReady(); err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]string{"deployment": id, "product": product, "version": version})
+	h512 := sha512.Sum512(body)
+	sum256, size, err := s.tufArtifacts.Put(ctx, strings.NewReader(string(body)), 4096)
+	if err != nil {
+		return internal(err)
+	}
+	var custom releaseCustom
+	custom.Bulwark.Product, custom.Bulwark.Version, custom.Bulwark.Kind, custom.Bulwark.Deployment = product, version, "downgrade", id
+	return s.addTarget(ctx, DowngradeTarget(id), size, sum256, hex.EncodeToString(h512[:]), custom)
 }

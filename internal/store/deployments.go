@@ -30,6 +30,7 @@ type Deployment struct {
 	Stage          int // index into Stages of the open stage
 	State          string
 	Expedited      bool // may bypass maintenance windows
+	AllowDowngrade bool // an admin allowed installing over a newer version
 	Reason         string
 	CreatedAt      time.Time
 	CreatedBy      string
@@ -54,19 +55,19 @@ type DeploymentEvent struct {
 	At       time.Time
 }
 
-const deploymentCols = `id, product, version, target, grp, stages, halt_failure_pct, stage, state, expedited, reason, created_at, created_by, updated_at`
+const deploymentCols = `id, product, version, target, grp, stages, halt_failure_pct, stage, state, expedited, reason, created_at, created_by, updated_at, allow_downgrade`
 
 func scanDeployment(row interface{ Scan(...any) error }) (*Deployment, error) {
 	var d Deployment
-	var exp, created, updated int64
-	err := row.Scan(&d.ID, &d.Product, &d.Version, &d.Target, &d.Group, &d.Stages, &d.HaltFailurePct, &d.Stage, &d.State, &exp, &d.Reason, &created, &d.CreatedBy, &updated)
+	var exp, created, updated, down int64
+	err := row.Scan(&d.ID, &d.Product, &d.Version, &d.Target, &d.Group, &d.Stages, &d.HaltFailurePct, &d.Stage, &d.State, &exp, &d.Reason, &created, &d.CreatedBy, &updated, &down)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	d.Expedited, d.CreatedAt, d.UpdatedAt = exp != 0, fromTS(created), fromTS(updated)
+	d.Expedited, d.CreatedAt, d.UpdatedAt, d.AllowDowngrade = exp != 0, fromTS(created), fromTS(updated), down != 0
 	return &d, nil
 }
 
@@ -79,9 +80,9 @@ func (tx *Tx) event(ctx context.Context, depID, devID, status, reason string, at
 // transaction.
 func (s *Store) CreateDeployment(ctx context.Context, d *Deployment, devices []DeploymentDevice) error {
 	return s.inTx(ctx, func(tx *Tx) error {
-		if _, err := tx.exec(ctx, `INSERT INTO deployments (`+deploymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := tx.exec(ctx, `INSERT INTO deployments (`+deploymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			d.ID, d.Product, d.Version, d.Target, d.Group, d.Stages, d.HaltFailurePct, d.Stage, d.State, boolInt(d.Expedited), d.Reason,
-			ts(d.CreatedAt), d.CreatedBy, ts(d.UpdatedAt)); err != nil {
+			ts(d.CreatedAt), d.CreatedBy, ts(d.UpdatedAt), boolInt(d.AllowDowngrade)); err != nil {
 			return err
 		}
 		for _, dd := range devices {
@@ -210,7 +211,7 @@ func (s *Store) OpenStage(ctx context.Context, id string, stage, upTo int, at ti
 // ActiveAssignments returns the deployment rows of a device that still
 // need work, in deployments that are running (expedited ones first).
 func (s *Store) ActiveAssignments(ctx context.Context, deviceID string) ([]*Deployment, error) {
-	rows, err := s.query(ctx, `SELECT d.id, d.product, d.version, d.target, d.grp, d.stages, d.halt_failure_pct, d.stage, d.state, d.expedited, d.reason, d.created_at, d.created_by, d.updated_at
+	rows, err := s.query(ctx, `SELECT d.id, d.product, d.version, d.target, d.grp, d.stages, d.halt_failure_pct, d.stage, d.state, d.expedited, d.reason, d.created_at, d.created_by, d.updated_at, d.allow_downgrade
 		FROM deployment_devices dd JOIN deployments d ON d.id = dd.deployment_id
 		WHERE dd.device_id = ? AND d.state = 'running' AND dd.status IN ('pending', 'downloading', 'installing', 'verifying')
 		ORDER BY d.expedited DESC, d.created_at`, deviceID)
