@@ -70,6 +70,10 @@ type Config struct {
 	// HealthCheck is run after an update switches versions (argv, no
 	// shell); a non-zero exit rolls the update back. Empty: none.
 	HealthCheck []string
+	// Hardware names the device's hardware model; releases limited to
+	// other hardware are refused. Empty matches only releases for any
+	// hardware.
+	Hardware string
 }
 
 func (c Config) withDefaults() Config {

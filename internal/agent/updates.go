@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ type releaseInfo struct {
 		Deployment string   `json:"deployment"`
 		MinFloor   string   `json:"version_floor"`
 		Fixes      []string `json:"fixes"`
+		Hardware   []string `json:"hardware"`
 	} `json:"bulwark"`
 }
 
@@ -181,6 +183,13 @@ func (u *updates) install(ctx context.Context, a api.UpdateAssignment, log inter
 		if c, err := update.CompareVersions(b.Version, b.MinFloor); err != nil || c < 0 {
 			return nil, fmt.Errorf("release %s is below the version floor %s of %s", b.Version, b.MinFloor, b.Product)
 		}
+	}
+	if len(b.Hardware) > 0 && !slices.Contains(b.Hardware, u.d.cfg.Hardware) {
+		hw := u.d.cfg.Hardware
+		if hw == "" {
+			hw = "not set (bulwark-agent run --hardware)"
+		}
+		return nil, fmt.Errorf("release %s is for hardware %s; this device's hardware is %s", b.Version, strings.Join(b.Hardware, ", "), hw)
 	}
 	if b.Installer != "" && b.Installer != "app" {
 		return nil, fmt.Errorf("installer %q is not available on this device", b.Installer)

@@ -88,7 +88,7 @@ func (s *system) startAgent(t *testing.T, name, group, health string) string {
 	state := filepath.Join(s.tmp, name)
 	s.r.ok(s.agent, "enroll", "--server", s.base, "--token", tok, "--ca-cert", filepath.Join(s.data, "ca.pem"), "--state", state)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, s.agent, "run", "--state", state, "--interval", "1s", "--health-check", health)
+	cmd := exec.CommandContext(ctx, s.agent, "run", "--state", state, "--interval", "1s", "--health-check", health, "--hardware", "cam-v2")
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -223,6 +223,20 @@ func TestUpdateEndToEnd(t *testing.T) {
 	if st := s.status(state); st.Installed[0].Version != "1.0.0" {
 		t.Fatalf("signed downgrade not installed: %+v", st.Installed)
 	}
+
+	// A release for other hardware is refused; one for this hardware
+	// installs.
+	v5 := filepath.Join(s.tmp, "camera-1.4.0.tar.gz")
+	os.WriteFile(v5, tarGz(t, map[string]string{"bin/camera": "v5", "HEALTHY": "yes"}), 0o644)
+	s.r.ok(s.bulwark, "release", "publish", "--product", "camera", "--version", "1.4.0", "--file", v5, "--hardware", "cam-v3")
+	other := waitCount(strings.TrimSpace(s.r.ok(s.bulwark, "deploy", "create", "--release", "camera@1.4.0", "--group", "lab")), "failed", "a release for other hardware to be refused")
+	if !strings.Contains(other.Devices[0].Reason, "is for hardware cam-v3") {
+		t.Fatalf("other-hardware release failed for another reason: %q", other.Devices[0].Reason)
+	}
+	v6 := filepath.Join(s.tmp, "camera-1.5.0.tar.gz")
+	os.WriteFile(v6, tarGz(t, map[string]string{"bin/camera": "v6", "HEALTHY": "yes"}), 0o644)
+	s.r.ok(s.bulwark, "release", "publish", "--product", "camera", "--version", "1.5.0", "--file", v6, "--hardware", "cam-v2,cam-v3")
+	waitCount(strings.TrimSpace(s.r.ok(s.bulwark, "deploy", "create", "--release", "camera@1.5.0", "--group", "lab")), "success", "a release for this hardware to install")
 
 	// The SBOM is public.
 	if out := s.r.ok("curl", "-sS", "--fail", "--cacert", filepath.Join(s.data, "ca.pem"), s.base+"/releases/camera/1.0.0/sbom.cdx.json"); !strings.Contains(out, "CycloneDX") {

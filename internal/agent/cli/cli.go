@@ -197,9 +197,10 @@ func readSmall(path string) ([]byte, error) {
 }
 
 func (c *cmd) run(args []string) int {
-	fs, dir := c.flags("[--state DIR] [--interval D] [--log-level LEVEL] [--install-root DIR] [--health-check CMD]")
+	fs, dir := c.flags("[--state DIR] [--interval D] [--log-level LEVEL] [--install-root DIR] [--health-check CMD] [--hardware MODEL]")
 	interval := fs.Duration("interval", 0, "check-in `interval` (e.g. 30s); 0 means the interval the server asks for")
 	installRoot := fs.String("install-root", "", "`DIR` holding one directory per installed product; empty means <state>/apps")
+	hardware := fs.String("hardware", "", "this device's hardware `model`; releases published for other hardware are refused")
 	healthCheck := fs.String("health-check", "", "`command` run after an update switches versions (split on spaces, no shell); non-zero exit rolls back")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if code, ok := c.parse(fs, args); !ok {
@@ -213,7 +214,7 @@ func (c *cmd) run(args []string) int {
 		return c.errorf(exitUsage, "--log-level must be debug, info, warn or error, not %q", *level)
 	}
 	logger := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lv}))
-	err := agent.Run(c.ctx, agent.Config{StateDir: *dir, Interval: *interval, InstallRoot: *installRoot, HealthCheck: strings.Fields(*healthCheck)}, logger)
+	err := agent.Run(c.ctx, agent.Config{StateDir: *dir, Interval: *interval, InstallRoot: *installRoot, HealthCheck: strings.Fields(*healthCheck), Hardware: *hardware}, logger)
 	if err != nil {
 		return c.errorf(exitFail, "%v", err)
 	}
