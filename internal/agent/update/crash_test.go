@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -24,12 +25,22 @@ const (
 	crashEnvHealth = "BULWARK_UPDATE_CRASH_HEALTH" // "fail" for a failing health check
 )
 
-// TestCrashChild is the child half of TestCrashSafety: it runs an update
-// and SIGKILLs itself at the named point. It does nothing in a normal run.
-func TestCrashChild(t *testing.T) {
+// TestMain runs the child half of TestCrashSafety when the test binary is
+// re-executed with a crash point in its environment; otherwise the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv(crashEnvPoint) != "" {
+		crashChild()
+		os.Exit(3)
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild runs an update and SIGKILLs itself at the named point.
+func crashChild() {
 	point := os.Getenv(crashEnvPoint)
-	if point == "" {
-		t.Skip("child process of TestCrashSafety")
+	fatal := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+		os.Exit(2)
 	}
 	name, nth := point, 1
 	if i := strings.IndexByte(point, '#'); i >= 0 {
@@ -60,11 +71,11 @@ func TestCrashChild(t *testing.T) {
 	}
 	u, err := New(Config{Root: root, Installer: inst, HealthCheck: health, Progress: progress, hook: hook})
 	if err != nil {
-		t.Fatal(err)
+		fatal("%v", err)
 	}
 	rep, err := u.Update(context.Background(), os.Getenv(crashEnvURL),
 		Target{Length: length, Hashes: map[string][]byte{"sha256": sum}}, Release{Product: "app", Version: "2.0.0"})
-	t.Fatalf("crash point %s never reached: %+v, %v", point, rep, err)
+	fatal("crash point %s never reached: %+v, %v", point, rep, err)
 }
 
 // TestCrashSafety kills an update (SIGKILL, in a child process) at each
@@ -108,7 +119,7 @@ func TestCrashSafety(t *testing.T) {
 			root := t.TempDir()
 			installVersion(t, srv, root, "1.0.0")
 
-			cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+			cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 			cmd.Env = append(os.Environ(),
 				crashEnvPoint+"="+tc.point, crashEnvRoot+"="+root, crashEnvURL+"="+url,
 				crashEnvSHA256+"="+hex.EncodeToString(want.Hashes["sha256"]),
