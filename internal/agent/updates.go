@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bulwark-iot/bulwark/internal/agent/inventory"
 	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
 	"github.com/bulwark-iot/bulwark/internal/agent/tufclient"
 	"github.com/bulwark-iot/bulwark/internal/agent/update"
@@ -217,6 +218,9 @@ func (u *updates) install(ctx context.Context, a api.UpdateAssignment, log inter
 		Installer:   &update.AppInstaller{Root: root},
 		Client:      hc,
 		HealthCheck: u.d.cfg.HealthCheck,
+		// The agent must come back: a check-in after the switch proves
+		// the device still reaches its server with its identity.
+		Reachable: u.d.checkinProbe,
 	})
 	if err != nil {
 		return nil, err
@@ -321,4 +325,11 @@ func (u *updates) lastReport() *localapi.UpdateReport {
 	}
 	r := *u.last
 	return &r
+}
+
+// checkinProbe checks in once (inventory and health, no acks) and
+// reports whether the server answered.
+func (d *daemon) checkinProbe(ctx context.Context) error {
+	_, err := d.currentClient().Checkin(ctx, &api.CheckinRequest{Inventory: inventory.Collect(Version()), Health: d.Health()})
+	return err
 }

@@ -114,6 +114,10 @@ type Config struct {
 	// HealthTimeout bounds the health check; zero means
 	// DefaultHealthTimeout. A check that runs longer has failed.
 	HealthTimeout time.Duration
+	// Reachable, if set, runs after the health check command passes: the
+	// device must still reach its server (the agent checks in) for the
+	// update to be kept. An error rolls back like a failed health check.
+	Reachable func(ctx context.Context) error
 
 	// hook, when set by tests, is called at named points.
 	hook func(point string)
@@ -273,6 +277,14 @@ func (u *Updater) switchAndCheck(ctx context.Context, j *Journal) (*Report, erro
 	if health != nil && !health.OK {
 		reason := "health check failed: " + health.Error
 		return u.rollback(ctx, j, PhaseHealthCheck, reason, health)
+	}
+	if u.cfg.Reachable != nil {
+		rctx, cancel := context.WithTimeout(ctx, u.cfg.HealthTimeout)
+		err := u.cfg.Reachable(rctx)
+		cancel()
+		if err != nil {
+			return u.rollback(ctx, j, PhaseHealthCheck, "the device could not reach its server after the switch: "+err.Error(), health)
+		}
 	}
 	// Commit the installer first: a crash before the journal says
 	// committed rolls back to From, which Commit keeps.

@@ -376,3 +376,23 @@ func TestResumeRefusesCorruptJournal(t *testing.T) {
 		assertActive(t, root, "1.0.0")
 	}
 }
+
+func TestUpdateUnreachableRollsBack(t *testing.T) {
+	t.Parallel()
+	srv := newArtifactServer(t)
+	root := t.TempDir()
+	installVersion(t, srv, root, "1.0.0")
+	url, want := srv.add("app-2.0.0-unreachable", appArchive(t, "2.0.0"))
+	u, err := New(Config{Root: root, Installer: &AppInstaller{Root: root},
+		Reachable: func(context.Context) error { return errors.New("connection refused") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := u.Update(context.Background(), url, want, Release{Product: "app", Version: "2.0.0"})
+	if rep == nil || rep.Outcome != OutcomeRolledBack || !strings.Contains(rep.Reason, "could not reach its server") {
+		t.Fatalf("report %+v", rep)
+	}
+	if v, _ := (&AppInstaller{Root: root}).Current(context.Background()); v != "1.0.0" {
+		t.Fatalf("active version %q after an unreachable update", v)
+	}
+}
