@@ -96,6 +96,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		sub = rest[0]
 	}
+	// Command groups with their own subcommand dispatch.
+	groups := map[string]func(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error{
+		"deploy": runDeploy, "tuf": runTUF, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
+	}
+	if run, ok := groups[cmd]; ok {
+		if sub == "" {
+			return run(ctx, "", nil, stdout, stderr)
+		}
+		return run(ctx, sub, rest[1:], stdout, stderr)
+	}
 	switch cmd {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -107,31 +117,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServer(ctx, rest, stdout, stderr)
 	case "simulate":
 		return simulate.Main(ctx, rest, stdout, stderr)
-	case "deploy":
-		if sub == "" {
-			return runDeploy(ctx, "", nil, stdout, stderr)
-		}
-		return runDeploy(ctx, sub, rest[1:], stdout, stderr)
-	case "tuf":
-		if sub == "" {
-			return runTUF(ctx, "", nil, stdout, stderr)
-		}
-		return runTUF(ctx, sub, rest[1:], stdout, stderr)
-	case "disclosures":
-		if sub == "" {
-			return runDisclosures(ctx, "", nil, stdout, stderr)
-		}
-		return runDisclosures(ctx, sub, rest[1:], stdout, stderr)
-	case "products":
-		if sub == "" {
-			return runProducts(ctx, "", nil, stdout, stderr)
-		}
-		return runProducts(ctx, sub, rest[1:], stdout, stderr)
-	case "release":
-		if sub == "" {
-			return runRelease(ctx, "", nil, stdout, stderr)
-		}
-		return runRelease(ctx, sub, rest[1:], stdout, stderr)
 	case "token":
 		switch sub {
 		case "create":
