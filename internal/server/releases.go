@@ -15,6 +15,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/semver"
 	"github.com/bulwark-iot/bulwark/internal/store"
+	"github.com/bulwark-iot/bulwark/internal/tufrepo"
 )
 
 // DefaultMaxArtifact bounds an uploaded release artifact.
@@ -176,7 +177,7 @@ func (s *Server) handlePublishRelease(w http.ResponseWriter, r *http.Request) er
 	sum256, size, err := s.tufArtifacts.Put(ctx, body, s.maxArtifact())
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) || strings.Contains(err.Error(), "larger than") {
+		if errors.As(err, &mbe) || errors.Is(err, tufrepo.ErrInvalid) {
 			return errf(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the artifact is larger than %d bytes", s.maxArtifact()))
 		}
 		return &httpError{Status: http.StatusBadRequest, Code: "upload_failed", Msg: "the artifact upload did not complete", Err: err}

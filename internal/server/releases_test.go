@@ -14,6 +14,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/bulwark-iot/bulwark/internal/api"
+	"github.com/bulwark-iot/bulwark/internal/server"
 	"github.com/bulwark-iot/bulwark/internal/server/servertest"
 )
 
@@ -192,4 +193,14 @@ type targetInfo struct {
 	Hashes map[string][]byte
 	Custom *json.RawMessage
 	Data   []byte
+}
+
+func TestPublishTooLarge(t *testing.T) {
+	ts := servertest.Start(t, servertest.Options{Config: server.Config{MaxArtifact: 64}})
+	if code, _, e := publish(t, ts, rq("camera", "1.0.0"), strings.Repeat("x", 65)); code != 413 || e.Code != "too_large" {
+		t.Fatalf("oversized artifact: %d %+v", code, e)
+	}
+	if code, _, e := publish(t, ts, rq("camera", "1.0.0"), strings.Repeat("x", 64)); code != 201 {
+		t.Fatalf("artifact at the limit: %d %+v", code, e)
+	}
 }
