@@ -1,0 +1,194 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// Example returns the documented example event of a type.
+func Example(typ string) (*Event, error) {
+	spec, ok := registry[typ]
+	if !ok {
+		return nil, fmt.Errorf("events: unknown type %q", typ)
+	}
+	sev := SeverityInformational
+	switch typ {
+	case TypeAuthLogin, TypeUpdateStep, TypeClockOffset:
+		sev = SeverityMedium
+	case TypeJournalGap, TypePolicyDenial:
+		sev = SeverityHigh
+	}
+	ev, err := New(typ, "dev-7f3a9c", sev, time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC), spec.example())
+	if err != nil {
+		return nil, err
+	}
+	ev.Seq = 42
+	st := time.Date(2026, 11, 26, 20, 0, 1, 250_000_000, time.UTC)
+	ev.ServerTime = &st
+	return ev, nil
+}
+
+// Schema returns the JSON Schema (draft 2020-12) of the event format,
+// generated from the Go types: the same field names, required fields,
+// enums and bounds that Decode enforces.
+func Schema() ([]byte, error) {
+	env := structSchema(reflect.TypeFor[Event]())
+	props := env["properties"].(map[string]any)
+	props["schema_version"] = map[string]any{"const": SchemaVersion}
+	props["type"] = map[string]any{"enum": Types()}
+	props["seq"] = map[string]any{"type": "integer", "minimum": 1}
+	props["severity_id"] = map[string]any{"type": "integer", "minimum": 0, "maximum": 6}
+	props["details"] = map[string]any{"type": "object"}
+	props["device_id"] = map[string]any{"type": "string", "minLength": 1, "maxLength": 256}
+	var all []any
+	defs := map[string]any{}
+	for _, t := range Types() {
+		s := registry[t]
+		defs[t] = structSchema(s.details)
+		all = append(all, map[string]any{
+			"if": map[string]any{"properties": map[string]any{"type": map[string]any{"const": t}}},
+			"then": map[string]any{"properties": map[string]any{
+				"class_uid":  map[string]any{"const": s.ClassUID},
+				"class_name": map[string]any{"const": s.ClassName},
+				"details":    map[string]any{"$ref": "#/$defs/" + t},
+			}},
+		})
+	}
+	env["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	env["$id"] = "https://github.com/bulwark-iot/bulwark/internal/events/schema.json"
+	env["title"] = fmt.Sprintf("Bulwark security event, schema version %s (OCSF %s aligned)", SchemaVersion, OCSFVersion)
+	env["allOf"] = all
+	env["$defs"] = defs
+	b, err := json.MarshalIndent(env, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+func structSchema(t reflect.Type) map[string]any {
+	props := map[string]any{}
+	required := []string{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, omit := jsonName(f)
+		if !omit {
+			required = append(required, name)
+		}
+		props[name] = fieldSchema(f)
+	}
+	return map[string]any{"type": "object", "properties": props, "required": required, "additionalProperties": false}
+}
+
+func fieldSchema(f reflect.StructField) map[string]any {
+	t := f.Type
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var s map[string]any
+	_, omit := jsonName(f)
+	switch {
+	case t == reflect.TypeFor[time.Time]():
+		s = map[string]any{"type": "string", "format": "date-time"}
+	case t.Kind() == reflect.String:
+		s = map[string]any{"type": "string", "maxLength": maxString}
+		if !omit {
+			s["minLength"] = 1
+		}
+		if enum := f.Tag.Get("enum"); enum != "" {
+			s = map[string]any{"enum": strings.Split(enum, "|")}
+		}
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64 || t.Kind() == reflect.Uint64:
+		s = map[string]any{"type": "integer"}
+		if t.Kind() == reflect.Uint64 {
+			s["minimum"] = 0
+		}
+		for _, k := range []string{"min", "max"} {
+			if v := f.Tag.Get(k); v != "" {
+				var n int64
+				fmt.Sscan(v, &n)
+				s[map[string]string{"min": "minimum", "max": "maximum"}[k]] = n
+			}
+		}
+	case t.Kind() == reflect.Struct:
+		s = structSchema(t)
+	default:
+		s = map[string]any{}
+	}
+	if d := f.Tag.Get("doc"); d != "" {
+		s["description"] = d
+	}
+	return s
+}
+
+// Doc renders docs/events.md from the registry.
+func Doc() (string, error) {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("# Security events\n\n")
+	w("<!-- Generated from internal/events by `go test ./internal/events -update`; a test keeps it in sync. -->\n\n")
+	w("Every security event and log record that Bulwark emits uses one JSON envelope, schema version `%s`, aligned with **OCSF %s**: ", SchemaVersion, OCSFVersion)
+	w("where OCSF has a class for an event, the event carries that class's `class_uid` and `class_name`; ")
+	w("Bulwark-specific classes are numbered in a private extension (uid %d): `class_uid` = %d × 100000 + category × 1000 + n. ", ExtensionUID, ExtensionUID)
+	w("Severity uses OCSF's `severity_id` and `severity`.\n\n")
+	w("The machine-readable JSON Schema is [`internal/events/schema.json`](../internal/events/schema.json). ")
+	w("Decoders refuse events over %d bytes, unknown fields, missing required fields, and strings over %d bytes.\n\n", MaxEventSize, maxString)
+	w("## Envelope\n\n")
+	fieldTable(&b, reflect.TypeFor[Event](), "")
+	w("\n## Event types\n\n| Type | OCSF class_uid | class_name |\n|---|---|---|\n")
+	for _, t := range Types() {
+		s := registry[t]
+		std := "Bulwark extension"
+		if s.OCSF {
+			std = "OCSF " + OCSFVersion
+		}
+		w("| [`%s`](#%s) | %d (%s) | %s |\n", t, strings.ReplaceAll(t, ".", ""), s.ClassUID, std, s.ClassName)
+	}
+	for _, t := range Types() {
+		s := registry[t]
+		w("\n### `%s`\n\n%s\n\nClass: `%d` %s.\n\nDetails fields:\n\n", t, s.Description, s.ClassUID, s.ClassName)
+		fieldTable(&b, s.details, "")
+		ev, err := Example(t)
+		if err != nil {
+			return "", err
+		}
+		j, err := json.MarshalIndent(ev, "", "  ")
+		if err != nil {
+			return "", err
+		}
+		w("\nExample:\n\n```json\n%s\n```\n", j)
+	}
+	return b.String(), nil
+}
+
+func fieldTable(b *strings.Builder, t reflect.Type, prefix string) {
+	if prefix == "" {
+		fmt.Fprintf(b, "| Field | Type | Required | Description |\n|---|---|---|---|\n")
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, omit := jsonName(f)
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		typ := map[reflect.Kind]string{reflect.String: "string", reflect.Int: "integer", reflect.Int64: "integer", reflect.Uint64: "integer", reflect.Struct: "object", reflect.Interface: "object"}[ft.Kind()]
+		if ft == reflect.TypeFor[time.Time]() {
+			typ = "string (date-time)"
+		}
+		if e := f.Tag.Get("enum"); e != "" {
+			typ = "`" + strings.ReplaceAll(e, "|", "` \\| `") + "`"
+		}
+		req := "yes"
+		if omit {
+			req = "no"
+		}
+		fmt.Fprintf(b, "| `%s%s` | %s | %s | %s |\n", prefix, name, typ, req, strings.ReplaceAll(f.Tag.Get("doc"), "|", "\\|"))
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Time]() {
+			fieldTable(b, ft, prefix+name+".")
+		}
+	}
+}

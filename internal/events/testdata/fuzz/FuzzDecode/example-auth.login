@@ -1,0 +1,2 @@
+go test fuzz v1
+[]byte("{\"schema_version\":\"1\",\"type\":\"auth.login\",\"class_uid\":3002,\"class_name\":\"Authentication\",\"severity_id\":3,\"severity\":\"Medium\",\"device_id\":\"dev-7f3a9c\",\"seq\":42,\"device_time\":\"2026-11-26T20:00:00Z\",\"server_time\":\"2026-11-26T20:00:01.25Z\",\"details\":{\"activity\":\"logon\",\"outcome\":\"failure\",\"service\":\"ssh\",\"user\":\"root\",\"src_ip\":\"203.0.113.7\",\"src_port\":51022,\"message\":\"Failed password for root from 203.0.113.7 port 51022 ssh2\"}}")

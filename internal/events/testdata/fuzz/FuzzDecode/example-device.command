@@ -1,0 +1,2 @@
+go test fuzz v1
+[]byte("{\"schema_version\":\"1\",\"type\":\"device.command\",\"class_uid\":9906003,\"class_name\":\"Bulwark Device Command\",\"severity_id\":1,\"severity\":\"Informational\",\"device_id\":\"dev-7f3a9c\",\"seq\":42,\"device_time\":\"2026-11-26T20:00:00Z\",\"server_time\":\"2026-11-26T20:00:01.25Z\",\"details\":{\"action\":\"lock\",\"outcome\":\"success\",\"command_id\":\"cmd-17\"}}")
