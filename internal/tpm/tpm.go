@@ -24,6 +24,10 @@
 // sign in the order of 100 ms, so callers should reuse TLS sessions rather
 // than sign per request.
 //
+// Commands that a TPM answers with TPM_RC_RETRY, TPM_RC_YIELDED or
+// TPM_RC_TESTING (swtpm does so for the first ECDSA signature, while it
+// self-tests the algorithm) are resent with backoff on every backend.
+//
 // # Object slots
 //
 // TPMs (and especially the simulator) hold only a few transient objects.
@@ -70,7 +74,7 @@ func Open(spec string) (*TPM, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tpm: opening simulator: %w", err)
 		}
-		return &TPM{t: transport.FromReadWriteCloser(rwc)}, nil
+		return &TPM{t: retrying{transport.FromReadWriteCloser(rwc)}}, nil
 	case strings.HasPrefix(spec, "swtpm:"):
 		addr := strings.TrimPrefix(spec, "swtpm:")
 		if _, _, err := net.SplitHostPort(addr); err != nil {
@@ -80,7 +84,7 @@ func Open(spec string) (*TPM, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tpm: connecting to swtpm: %w", err)
 		}
-		t := &TPM{t: &streamTPM{c: c}}
+		t := &TPM{t: retrying{&streamTPM{c: c}}}
 		if err := t.startup(); err != nil {
 			c.Close()
 			return nil, err
@@ -91,7 +95,7 @@ func Open(spec string) (*TPM, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tpm: opening %s: %w", spec, err)
 		}
-		return &TPM{t: d}, nil
+		return &TPM{t: retrying{d}}, nil
 	default:
 		return nil, fmt.Errorf("tpm: unknown TPM %q (want sim, a device path such as /dev/tpmrm0, or swtpm:HOST:PORT)", spec)
 	}
@@ -129,6 +133,35 @@ func (t *TPM) Close() error {
 	}
 	t.closed = true
 	return t.t.Close()
+}
+
+// retrying resends a command the TPM answered with TPM_RC_RETRY,
+// TPM_RC_YIELDED or TPM_RC_TESTING (for example while it self-tests an
+// algorithm on first use), backing off from 1 ms to 1 s, for up to about
+// 20 s.
+type retrying struct {
+	transport.TPMCloser
+}
+
+func (r retrying) Send(cmd []byte) ([]byte, error) {
+	wait := time.Millisecond
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rsp, err := r.TPMCloser.Send(cmd)
+		if err != nil || len(rsp) < 10 {
+			return rsp, err
+		}
+		switch tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])) {
+		case tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting:
+			if time.Now().After(deadline) {
+				return rsp, nil
+			}
+			time.Sleep(wait)
+			wait = min(2*wait, time.Second)
+		default:
+			return rsp, nil
+		}
+	}
 }
 
 // streamTPM speaks raw TPM commands over a byte stream (swtpm's server
