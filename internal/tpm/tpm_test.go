@@ -290,3 +290,29 @@ func TestClosedTPM(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestConcurrentSign: commands from many goroutines are serialized.
+func TestConcurrentSign(t *testing.T) {
+	tp := openSim(t)
+	k1, k2 := newKey(t, tp), newKey(t, tp)
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			k := k1
+			if i%2 == 1 {
+				k = k2
+			}
+			sum := sha256.Sum256([]byte{byte(i)})
+			sig, err := k.Sign(nil, sum[:], crypto.SHA256)
+			if err == nil && !ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), sum[:], sig) {
+				err = io.ErrUnexpectedEOF
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
