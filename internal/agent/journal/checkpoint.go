@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/bulwark-iot/bulwark/internal/agent/state"
 )
 
 // Checkpoint is a signed statement by the device key that the journal's
@@ -85,6 +87,49 @@ func VerifyCheckpoint(pub crypto.PublicKey, cp Checkpoint) error {
 		return errors.New("journal: checkpoint signature does not verify")
 	}
 	return nil
+}
+
+// VerifyCheckpoints checks the signature of every stored checkpoint with the
+// device's public key; Verify checks that they match the chain.
+func (j *Journal) VerifyCheckpoints(pub crypto.PublicKey) error {
+	cps, err := j.Checkpoints()
+	if err != nil {
+		return err
+	}
+	for _, cp := range cps {
+		if cp.DeviceID != j.opts.DeviceID {
+			return fmt.Errorf("journal: checkpoint at %d is for device %q", cp.Seq, cp.DeviceID)
+		}
+		if err := VerifyCheckpoint(pub, cp); err != nil {
+			return fmt.Errorf("journal: checkpoint at %d: %w", cp.Seq, err)
+		}
+	}
+	return nil
+}
+
+// trimCheckpoints drops checkpoints of deleted records, keeping the newest
+// of those (it vouches for the anchor) and every later one.
+func (j *Journal) trimCheckpoints() error {
+	cps, err := j.readCheckpoints()
+	if err != nil {
+		return err
+	}
+	keep := 0
+	for i, cp := range cps {
+		if cp.Seq <= j.meta.AnchorSeq {
+			keep = i
+		}
+	}
+	if keep == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	for _, cp := range cps[keep:] {
+		line, _ := json.Marshal(cp)
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	return state.WriteFile(filepath.Join(j.dir, "checkpoints.log"), b.Bytes(), 0o600)
 }
 
 // Checkpoints returns the stored checkpoints, oldest first.

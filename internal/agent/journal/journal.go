@@ -264,7 +264,10 @@ func (j *Journal) dropOldest() (from, to uint64, err error) {
 	}
 	j.segs = j.segs[1:]
 	j.total -= s.size
-	return from, to, syncDir(j.dir)
+	if err := syncDir(j.dir); err != nil {
+		return 0, 0, err
+	}
+	return from, to, j.trimCheckpoints()
 }
 
 // Append assigns ev the next sequence number, stores it and returns the

@@ -322,6 +322,9 @@ func TestSignedCheckpoint(t *testing.T) {
 	if err := VerifyCheckpoint(&key.PublicKey, stored[0]); err != nil {
 		t.Fatal(err)
 	}
+	if err := j.VerifyCheckpoints(&key.PublicKey); err != nil {
+		t.Fatal(err)
+	}
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err := VerifyCheckpoint(&other.PublicKey, stored[0]); err == nil {
 		t.Fatal("verified with the wrong key")
@@ -366,5 +369,59 @@ func BenchmarkAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
+	}
+}
+
+func TestCheckpointsTrimmedWithCompaction(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, 2048, 1<<20)
+	defer j.Close()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for i := 0; i < 10; i++ {
+		appendN(t, j, i*5+1, 5)
+		if _, err := j.Checkpoint(key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Ack(40); err != nil {
+		t.Fatal(err)
+	}
+	cps, _ := j.Checkpoints()
+	if len(cps) >= 10 || len(cps) < 2 {
+		t.Fatalf("%d checkpoints after compaction", len(cps))
+	}
+	if cps[0].Seq > j.FirstSeq()-1 {
+		t.Fatalf("the checkpoint vouching for the anchor was dropped: first %d, anchor %d", cps[0].Seq, j.FirstSeq()-1)
+	}
+	if err := j.VerifyCheckpoints(&key.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := j.VerifyCheckpoints(&other.PublicKey); err == nil {
+		t.Fatal("checkpoints verified with another key")
+	}
+	if err := j.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEscapedContentHashesStably(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, 1<<20, 4<<20)
+	ev, _ := events.New(events.TypePolicyDenial, "dev-1", events.SeverityHigh, time.Now(),
+		events.PolicyDenial{Policy: "p<&>", Action: "a\u2028b", Reason: "\"quoted\" \\ é"})
+	if _, err := j.Append(ev); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j = open(t, dir, 1<<20, 4<<20)
+	defer j.Close()
+	if err := j.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := j.Read(1, 1)
+	got, err := events.Decode(recs[0].Event)
+	if err != nil || got.Details.(*events.PolicyDenial).Policy != "p<&>" {
+		t.Fatal(got, err)
 	}
 }
