@@ -177,6 +177,14 @@ func Open(dir string, opts Options) (*Journal, error) {
 			}
 			s.last, s.lastHash = r.Seq, r.Hash
 		}
+		if s.last >= s.first && s.last <= j.meta.AnchorSeq {
+			// A crash interrupted dropOldest after it moved the anchor:
+			// finish deleting the segment.
+			if err := os.Remove(name); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		j.segs = append(j.segs, s)
 		j.total += s.size
 		if s.last >= s.first {

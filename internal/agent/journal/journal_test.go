@@ -425,3 +425,27 @@ func TestEscapedContentHashesStably(t *testing.T) {
 		t.Fatal(got, err)
 	}
 }
+
+// TestCrashBetweenAnchorAndDelete: a crash after compaction moved the anchor
+// but before it deleted the segment leaves a stale segment; Open finishes
+// the deletion.
+func TestCrashBetweenAnchorAndDelete(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, 2048, 1<<20)
+	appendN(t, j, 1, 30)
+	first := segFiles(t, dir)[0]
+	saved, _ := os.ReadFile(first)
+	if err := j.Ack(30); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	os.WriteFile(first, saved, 0o600) // the delete "never happened"
+	j = open(t, dir, 2048, 1<<20)
+	defer j.Close()
+	if err := j.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(first); !os.IsNotExist(err) {
+		t.Fatal("stale segment kept")
+	}
+}
