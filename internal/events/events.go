@@ -57,15 +57,15 @@ func SeverityName(id int) string { return severities[id] }
 
 // Event is the envelope of every security event and log record.
 type Event struct {
-	SchemaVersion string `json:"schema_version" doc:"envelope version, always \"1\""`
-	Type          string `json:"type" doc:"Bulwark event type, e.g. \"auth.login\""`
-	ClassUID      int    `json:"class_uid" doc:"OCSF class uid of the type"`
-	ClassName     string `json:"class_name" doc:"OCSF class name of the type"`
-	SeverityID    int    `json:"severity_id" doc:"OCSF severity id: 0 Unknown, 1 Informational, 2 Low, 3 Medium, 4 High, 5 Critical, 6 Fatal"`
-	Severity      string `json:"severity" doc:"OCSF severity name matching severity_id"`
-	DeviceID      string `json:"device_id" doc:"ID of the device the event is about"`
-	Seq           uint64 `json:"seq" doc:"per-device sequence number assigned by the agent journal, from 1"`
-	DeviceTime    time.Time `json:"device_time" doc:"device clock when the event happened (RFC 3339, UTC)"`
+	SchemaVersion string     `json:"schema_version" doc:"envelope version, always \"1\""`
+	Type          string     `json:"type" doc:"Bulwark event type, e.g. \"auth.login\""`
+	ClassUID      int        `json:"class_uid" doc:"OCSF class uid of the type"`
+	ClassName     string     `json:"class_name" doc:"OCSF class name of the type"`
+	SeverityID    int        `json:"severity_id" doc:"OCSF severity id: 0 Unknown, 1 Informational, 2 Low, 3 Medium, 4 High, 5 Critical, 6 Fatal"`
+	Severity      string     `json:"severity" doc:"OCSF severity name matching severity_id"`
+	DeviceID      string     `json:"device_id" doc:"ID of the device the event is about"`
+	Seq           uint64     `json:"seq" doc:"per-device sequence number assigned by the agent journal, from 1"`
+	DeviceTime    time.Time  `json:"device_time" doc:"device clock when the event happened (RFC 3339, UTC)"`
 	ServerTime    *time.Time `json:"server_time,omitempty" doc:"server clock when the event was received; set by the server on ingest"`
 	Details       any        `json:"details" doc:"type-specific details, see each type"`
 }
