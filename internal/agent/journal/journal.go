@@ -150,7 +150,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	j.lastSeq, j.lastHash = j.meta.AnchorSeq, j.meta.AnchorHash
 	for i, name := range names {
 		first, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "seg-"), ".log"), 10, 64)
-		if err != nil {
+		if err != nil || first == 0 {
 			return nil, fmt.Errorf("journal: bad segment name %s", name)
 		}
 		data, err := os.ReadFile(name)
