@@ -531,6 +531,9 @@ func (j *Journal) Verify() error {
 			hashes[r.Seq] = r.Hash
 			return nil
 		})
+		if errors.Is(err, os.ErrNotExist) {
+			return &ChainError{prevSeq + 1, fmt.Sprintf("segment %s was deleted", filepath.Base(s.path))}
+		}
 		if err != nil {
 			return err
 		}

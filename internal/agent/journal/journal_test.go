@@ -205,6 +205,24 @@ func TestTamperDetection(t *testing.T) {
 		os.WriteFile(seg, bytes.Join(l, nil), 0o600)
 		wantChainError(t, j.Verify(), 4) // record 4 no longer chains to 3
 	})
+	t.Run("delete a segment", func(t *testing.T) {
+		dir := t.TempDir()
+		j := open(t, dir, 2048, 1<<20)
+		defer j.Close()
+		appendN(t, j, 1, 30)
+		segs := segFiles(t, dir)
+		recs, _ := j.Read(1, 1000)
+		var secondFirst uint64
+		for _, r := range recs {
+			if filepath.Base(segs[1]) == segName(r.Seq) {
+				secondFirst = r.Seq
+			}
+		}
+		os.Remove(segs[1])
+		wantChainError(t, j.Verify(), secondFirst)
+		os.Remove(segs[0])
+		wantChainError(t, j.Verify(), 1)
+	})
 	t.Run("truncate the tail, caught by a checkpoint", func(t *testing.T) {
 		dir := t.TempDir()
 		j := open(t, dir, 1<<20, 4<<20)
