@@ -217,6 +217,19 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 
 func (c *clientFlags) client() (*apiClient, error) { return newAPIClient(c.addr, c.cacert) }
 
+// parseClient adds the client flags to fs, parses args (expecting
+// positional arguments) and builds the admin API client.
+func parseClient(fs *flag.FlagSet, args []string, positional int) ([]string, *apiClient, error) {
+	var cf clientFlags
+	cf.register(fs)
+	pos, err := parse(fs, args, positional)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := cf.client()
+	return pos, c, err
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -356,12 +369,7 @@ func enrollTokenCreate(ctx context.Context, args []string, stdout, stderr io.Wri
 func apiList[T any](ctx context.Context, args []string, stdout, stderr io.Writer, path string, out *T, print func(io.Writer, T)) error {
 	fs := newFlags(strings.TrimPrefix(path, "/api/v1/")+" list", stderr)
 	jsonOut := fs.Bool("json", false, "print JSON")
-	var cf clientFlags
-	cf.register(fs)
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	_, c, err := parseClient(fs, args, 0)
 	if err != nil {
 		return err
 	}
@@ -377,13 +385,7 @@ func apiList[T any](ctx context.Context, args []string, stdout, stderr io.Writer
 
 func apiDelete(ctx context.Context, args []string, stdout, stderr io.Writer, prefix, what string) error {
 	fs := newFlags(what+" revoke", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -458,12 +460,7 @@ func devicesList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	group := fs.String("group", "", "only this group")
 	status := fs.String("status", "", "active or revoked")
 	limit := fs.Int("limit", 1000, "at most this many devices")
-	var cf clientFlags
-	cf.register(fs)
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	_, c, err := parseClient(fs, args, 0)
 	if err != nil {
 		return err
 	}
@@ -494,13 +491,7 @@ func devicesList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 func devicesShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("devices show", stderr)
 	jsonOut := fs.Bool("json", false, "print JSON")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -526,13 +517,7 @@ func devicesShow(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 func devicesRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("devices revoke", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -571,13 +556,7 @@ func devicesCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 func groupsCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("groups create", stderr)
 	desc := fs.String("description", "", "what the group is")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -726,12 +705,7 @@ func auditList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("audit list", stderr)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	limit := fs.Int("limit", 100, "show the last N entries")
-	var cf clientFlags
-	cf.register(fs)
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	_, c, err := parseClient(fs, args, 0)
 	if err != nil {
 		return err
 	}
@@ -759,13 +733,7 @@ func auditList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func devicesCommands(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("devices commands", stderr)
 	jsonOut := fs.Bool("json", false, "print JSON")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, args, 1)
 	if err != nil {
 		return err
 	}

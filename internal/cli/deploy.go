@@ -104,13 +104,7 @@ func deployCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func deployShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("deploy show", stderr)
 	jsonOut := fs.Bool("json", false, "print JSON")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -147,13 +141,7 @@ func deployShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func deployAction(ctx context.Context, action string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("deploy "+action, stderr)
 	reason := fs.String("reason", "", "why (recorded in the history and the audit log)")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, args, 1)
 	if err != nil {
 		return err
 	}

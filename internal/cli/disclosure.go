@@ -32,12 +32,7 @@ func disclosuresList(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := newFlags("disclosures list", stderr)
 	state := fs.String("state", "", "only reports in this state ("+strings.Join(disclosure.States, ", ")+")")
 	jsonOut := fs.Bool("json", false, "print JSON")
-	var cf clientFlags
-	cf.register(fs)
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	_, c, err := parseClient(fs, args, 0)
 	if err != nil {
 		return err
 	}
@@ -98,13 +93,7 @@ func printReport(w io.Writer, r disclosure.Report) {
 func disclosuresShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("disclosures show", stderr)
 	jsonOut := fs.Bool("json", false, "print JSON")
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
+	pos, c, err := parseClient(fs, args, 1)
 	if err != nil {
 		return err
 	}

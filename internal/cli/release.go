@@ -135,12 +135,7 @@ func releaseList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlags("release list", stderr)
 	product := fs.String("product", "", "only this product")
 	jsonOut := fs.Bool("json", false, "print JSON")
-	var cf clientFlags
-	cf.register(fs)
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := cf.client()
+	_, c, err := parseClient(fs, args, 0)
 	if err != nil {
 		return err
 	}
