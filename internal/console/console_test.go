@@ -585,63 +585,12 @@ func atoi(s string) int {
 // search and detail pages, the audit log, turning on two-factor
 // authentication, logging out, and logging in again with a code.
 func TestConsoleInChromium(t *testing.T) {
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		fmt.Printf("TestConsoleInChromium skipped: %s is not installed (apt-get install chromium)\n", chromium)
-		t.Skipf("%s is not installed (apt-get install chromium)", chromium)
-	}
-	if testing.Short() {
-		t.Skip("starts a browser")
-	}
+	ctx := startChromium(t)
 	ts := start(t)
 	createGroup(t, ts, "plant-a")
 	createUser(t, ts, "alice", api.Grant{Role: api.RoleOperator})
 	dev := enrol(t, ts, ts.EnrollToken(t, 1, "plant-a"), "press-line-04")
 	other := enrol(t, ts, ts.EnrollToken(t, 1, ""), "lobby-kiosk")
-
-	dir, err := os.MkdirTemp("", "console-chromium")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Chromium's children can write for a moment after it exits.
-		for range 50 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox,
-		chromedp.Headless,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		// The test server's certificate comes from its own CA.
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(dir),
-		chromedp.WindowSize(1366, 1000),
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	ctx, cancelTab := chromedp.NewContext(ctx)
-	t.Cleanup(func() {
-		// Stopping the browser waits for its processes; never let a
-		// wedged one hang the test binary.
-		stopped := make(chan struct{})
-		go func() {
-			cancelTab()
-			cancelAlloc()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-time.After(15 * time.Second):
-			t.Log("chromium did not stop within 15 s; leaving it behind")
-		}
-		cancel()
-	})
 
 	must := func(step string, err error) {
 		t.Helper()
@@ -809,4 +758,63 @@ func TestConsoleInChromium(t *testing.T) {
 	if got := text("#whoami"); got != "alice" {
 		t.Errorf("signed in as %q", got)
 	}
+}
+
+// startChromium starts a headless Chromium for a test (skipping it with a
+// printed reason when Chromium is absent or with -short) and returns a
+// browser context that ends with the test.
+func startChromium(t *testing.T) context.Context {
+	t.Helper()
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		fmt.Printf("%s skipped: %s is not installed (apt-get install chromium)\n", t.Name(), chromium)
+		t.Skipf("%s is not installed (apt-get install chromium)", chromium)
+	}
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	dir, err := os.MkdirTemp("", "console-chromium")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Chromium's children can write for a moment after it exits.
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.Headless,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		// The test server's certificate comes from its own CA.
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(dir),
+		chromedp.WindowSize(1366, 1000),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	ctx, cancelTab := chromedp.NewContext(ctx)
+	t.Cleanup(func() {
+		// Stopping the browser waits for its processes; never let a
+		// wedged one hang the test binary.
+		stopped := make(chan struct{})
+		go func() {
+			cancelTab()
+			cancelAlloc()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(15 * time.Second):
+			t.Log("chromium did not stop within 15 s; leaving it behind")
+		}
+		cancel()
+	})
+	return ctx
 }

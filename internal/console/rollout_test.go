@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -447,54 +446,8 @@ func TestRolloutPagesFitCSP(t *testing.T) {
 // TestRolloutInChromium loads a halted deployment's page in a real
 // browser and checks that the stages and device statuses render.
 func TestRolloutInChromium(t *testing.T) {
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		fmt.Printf("TestRolloutInChromium skipped: %s is not installed (apt-get install chromium)\n", chromium)
-		t.Skipf("%s is not installed (apt-get install chromium)", chromium)
-	}
-	if testing.Short() {
-		t.Skip("starts a browser")
-	}
+	ctx := startChromium(t)
 	f := newRolloutFixture(t)
-	dir, err := os.MkdirTemp("", "console-rollout-chromium")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for range 50 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox,
-		chromedp.Headless,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(dir),
-		chromedp.WindowSize(1366, 1000),
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	ctx, cancelTab := chromedp.NewContext(ctx)
-	t.Cleanup(func() {
-		stopped := make(chan struct{})
-		go func() {
-			cancelTab()
-			cancelAlloc()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-time.After(15 * time.Second):
-			t.Log("chromium did not stop within 15 s; leaving it behind")
-		}
-		cancel()
-	})
 	must := func(step string, err error) {
 		t.Helper()
 		if err != nil {
@@ -510,7 +463,7 @@ func TestRolloutInChromium(t *testing.T) {
 
 	must("opening the deployment", chromedp.Do(ctx, chromedp.Navigate(f.ts.URL+"/ui/deployments/"+f.dep.ID)))
 	must("filling the login form", chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#username"), "olga"), chromedp.SetValue(chromedp.CSS("#password"), testPassword)))
-	_, err = chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS("#login-submit")))
+	_, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS("#login-submit")))
 	must("logging in", err)
 	loc, err := chromedp.Run(ctx, chromedp.Location())
 	must("location", err)
