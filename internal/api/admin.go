@@ -30,7 +30,23 @@ type Device struct {
 	Health       *Health    `json:"health,omitempty"`
 	Certificate  *CertInfo  `json:"certificate,omitempty"`
 	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	// Trust is "trusted", "untrusted" or "quarantined" (after a failed
+	// attestation and the configured action).
+	Trust string `json:"trust,omitempty"`
+	// Attestation is the latest attestation result; nil for devices that
+	// never attested.
+	Attestation *AttestationResult `json:"attestation,omitempty"`
+	// HealthReport is the latest signed health report, verifiable against
+	// the device certificate.
+	HealthReport *SignedHealthReport `json:"health_report,omitempty"`
 }
+
+// Device trust states.
+const (
+	TrustTrusted     = "trusted"
+	TrustUntrusted   = "untrusted"
+	TrustQuarantined = "quarantined"
+)
 
 // CertInfo summarises a device's current certificate.
 type CertInfo struct {

@@ -47,6 +47,13 @@ type EnrollRequest struct {
 	PreviousDeviceID string     `json:"previous_device_id,omitempty"`
 	PreviousProof    string     `json:"previous_proof,omitempty"`
 	Inventory        *Inventory `json:"inventory,omitempty"`
+	// TPM starts a hardware-backed enrolment: the server answers with an
+	// ActivationChallenge instead of a certificate. Token may then be
+	// empty when the EK is pre-registered (zero-touch).
+	TPM *TPMEnrollment `json:"tpm,omitempty"`
+	// Activation completes a TPM enrolment; the request repeats the
+	// first request's CSR.
+	Activation *ActivationAnswer `json:"activation,omitempty"`
 }
 
 // EnrollResponse carries the device's identity.
@@ -58,6 +65,11 @@ type EnrollResponse struct {
 	Group       string    `json:"group,omitempty"`
 	// CheckinInterval is the server's suggested interval in seconds.
 	CheckinInterval int `json:"checkin_interval_seconds"`
+	// Activation, when set, is the TPM challenge to answer; the other
+	// fields are then empty.
+	Activation *ActivationChallenge `json:"activation,omitempty"`
+	// KeyAssurance is the assurance level the server recorded.
+	KeyAssurance string `json:"key_assurance,omitempty"`
 }
 
 // RenewRequest is sent over mTLS by a device whose certificate is due for
@@ -128,6 +140,13 @@ type CheckinResponse struct {
 	Update *UpdateAssignment `json:"update,omitempty"`
 	// RenewCertificate asks the device to renew its certificate now.
 	RenewCertificate bool `json:"renew_certificate,omitempty"`
+	// AttestNonce, when set, asks a device with a TPM to attest now with
+	// this nonce (periodic attestation, every AttestInterval seconds).
+	AttestNonce    []byte `json:"attest_nonce,omitempty"`
+	AttestInterval int    `json:"attest_interval_seconds,omitempty"`
+	// Trust is the server's trust in the device: "trusted", "untrusted"
+	// or "quarantined".
+	Trust string `json:"trust,omitempty"`
 }
 
 // Command is one queued instruction for a device. Devices acknowledge each
