@@ -256,7 +256,7 @@ func TestRenewalWhenDue(t *testing.T) {
 		t.Errorf("status after renewal = %+v", s)
 	}
 	for _, c := range s.Health.Checks {
-		if c.Name == "identity" && c.Status != "ok" {
+		if c.Name == "identity" && c.Status != api.HealthHealthy {
 			t.Errorf("identity check after renewal = %+v", c)
 		}
 	}
@@ -294,7 +294,7 @@ func TestRenewalFailureKeepsIdentity(t *testing.T) {
 	if !strings.Contains(s.LastError, "csr rejected") {
 		t.Errorf("last error = %q", s.LastError)
 	}
-	if s.Health.Status != "degraded" {
+	if s.Health.Status != api.HealthDegraded {
 		t.Errorf("health with renewal overdue = %+v", s.Health)
 	}
 	if ents, _ := filepath.Glob(filepath.Join(dir, "*.next")); len(ents) != 0 {
@@ -323,7 +323,7 @@ func TestRevocation(t *testing.T) {
 		t.Errorf("revoked device kept calling: refused %d -> %d, check-ins %d -> %d", refused, d.Refused, checkins, len(d.Checkins))
 	}
 	s := status(t, dir) // the socket stays up
-	if !s.Revoked || s.Health.Status != "failing" {
+	if !s.Revoked || s.Health.Status != api.HealthUnhealthy {
 		t.Errorf("status = %+v", s)
 	}
 }

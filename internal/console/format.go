@@ -126,11 +126,11 @@ func uptime(sec int64) string {
 // badgeClass maps a status word to a badge colour.
 func badgeClass(status string) string {
 	switch status {
-	case "ok", "active", "online", "done", "on", "tpm":
+	case "ok", "healthy", "active", "online", "done", "on", "tpm":
 		return "badge-ok"
 	case "degraded", "queued", "delivered", "pending", "locked", "software":
 		return "badge-warn"
-	case "failing", "revoked", "failed", "disabled", "expired":
+	case "unhealthy", "failing", "revoked", "failed", "disabled", "expired":
 		return "badge-bad"
 	}
 	return "badge-muted"

@@ -85,7 +85,7 @@ func (d *device) currentHealth() api.Health {
 		return d.health
 	}
 	h := d.health
-	h.Checks = append(append([]api.HealthCheck(nil), h.Checks...), api.HealthCheck{Name: "update", Status: "ok", Detail: "installed " + installed})
+	h.Checks = append(append([]api.HealthCheck(nil), h.Checks...), api.HealthCheck{Name: "update", Status: api.HealthHealthy, Detail: "installed " + installed})
 	return h
 }
 
@@ -122,14 +122,14 @@ func newDevice(i int, now time.Time) *device {
 			Arch:         p.arch,
 			AgentVersion: agentVersions[rng.IntN(len(agentVersions))],
 		},
-		health: api.Health{Status: "ok", Checks: []api.HealthCheck{
-			{Name: "disk", Status: "ok", Detail: fmt.Sprintf("data %d%% used", 10+rng.IntN(70))},
-			{Name: "clock", Status: "ok", Detail: "synchronised"},
+		health: api.Health{Status: api.HealthHealthy, Checks: []api.HealthCheck{
+			{Name: "disk", Status: api.HealthHealthy, Detail: fmt.Sprintf("data %d%% used", 10+rng.IntN(70))},
+			{Name: "clock", Status: api.HealthHealthy, Detail: "synchronised"},
 		}},
 	}
 	if rng.IntN(50) == 0 {
-		d.health.Status = "degraded"
-		d.health.Checks[0] = api.HealthCheck{Name: "disk", Status: "degraded", Detail: fmt.Sprintf("data %d%% used", 91+rng.IntN(9))}
+		d.health.Status = api.HealthDegraded
+		d.health.Checks[0] = api.HealthCheck{Name: "disk", Status: api.HealthDegraded, Detail: fmt.Sprintf("data %d%% used", 91+rng.IntN(9))}
 	}
 
 	// Addresses and MACs derive from the index, so they are unique.

@@ -36,17 +36,18 @@ type Device struct {
 	BootTime      time.Time // when the device last booted, from its reported uptime
 	Health        string    // JSON of api.Health
 	RevokedAt     time.Time
+	Trust         string // "trusted", "untrusted" or "quarantined"
 }
 
 const (
-	deviceCols = `d.id, d.status, d.grp, d.hostname, d.key_assurance, d.cert_serial, d.cert_not_before, d.cert_not_after, d.cert_pem, d.enrolled_at, d.enroll_token, COALESCE(s.last_seen, 0), COALESCE(s.health_status, ''), d.inventory, d.health, d.revoked_at, COALESCE(s.boot_time, 0)`
+	deviceCols = `d.id, d.status, d.grp, d.hostname, d.key_assurance, d.cert_serial, d.cert_not_before, d.cert_not_after, d.cert_pem, d.enrolled_at, d.enroll_token, COALESCE(s.last_seen, 0), COALESCE(s.health_status, ''), d.inventory, d.health, d.revoked_at, COALESCE(s.boot_time, 0), d.trust`
 	deviceFrom = ` FROM devices d LEFT JOIN device_status s ON s.device_id = d.id`
 )
 
 func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 	var d Device
 	var nb, na, enrolled, last, revoked, boot int64
-	err := row.Scan(&d.ID, &d.Status, &d.Group, &d.Hostname, &d.KeyAssurance, &d.CertSerial, &nb, &na, &d.CertPEM, &enrolled, &d.EnrollToken, &last, &d.HealthStatus, &d.Inventory, &d.Health, &revoked, &boot)
+	err := row.Scan(&d.ID, &d.Status, &d.Group, &d.Hostname, &d.KeyAssurance, &d.CertSerial, &nb, &na, &d.CertPEM, &enrolled, &d.EnrollToken, &last, &d.HealthStatus, &d.Inventory, &d.Health, &revoked, &boot, &d.Trust)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -211,13 +212,14 @@ type DeviceAuth struct {
 	CertSerial string
 	Group      string
 	NotAfter   time.Time
+	Trust      string
 }
 
 // GetDeviceAuth returns a device's status and current certificate serial.
 func (s *Store) GetDeviceAuth(ctx context.Context, id string) (*DeviceAuth, error) {
 	var a DeviceAuth
 	var na int64
-	err := s.queryRow(ctx, `SELECT status, cert_serial, grp, cert_not_after FROM devices WHERE id = ?`, id).Scan(&a.Status, &a.CertSerial, &a.Group, &na)
+	err := s.queryRow(ctx, `SELECT status, cert_serial, grp, cert_not_after, trust FROM devices WHERE id = ?`, id).Scan(&a.Status, &a.CertSerial, &a.Group, &na, &a.Trust)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -320,7 +322,7 @@ func (s *Store) CountFleet(ctx context.Context, scope []string, onlineSince time
 		COALESCE(SUM(CASE WHEN d.status = 'revoked' THEN 1 ELSE 0 END), 0),
 		COALESCE(SUM(CASE WHEN d.status = 'active' AND s.last_seen >= ? THEN 1 ELSE 0 END), 0),
 		COALESCE(SUM(CASE WHEN s.last_seen IS NULL THEN 1 ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN d.status = 'active' AND s.health_status IN ('degraded', 'failing') THEN 1 ELSE 0 END), 0)
+		COALESCE(SUM(CASE WHEN d.status = 'active' AND s.health_status IN ('degraded', 'unhealthy', 'failing') THEN 1 ELSE 0 END), 0)
 		`+deviceFrom+where, append([]any{ts(onlineSince)}, args...)...).
 		Scan(&c.Total, &c.Active, &c.Revoked, &c.Online, &c.Never, &c.Degraded)
 	return c, err

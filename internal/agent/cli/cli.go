@@ -34,7 +34,7 @@ const (
 	exitOK        = 0
 	exitFail      = 1 // the command failed
 	exitUsage     = 2 // bad command line
-	exitUnhealthy = 3 // health: the device is degraded or failing
+	exitUnhealthy = 3 // health: the device is not healthy (degraded, unhealthy or unknown)
 )
 
 const usage = `usage: bulwark-agent <command> [flags]
@@ -328,7 +328,7 @@ func printStatus(w io.Writer, st *localapi.Status, now time.Time) {
 func (c *cmd) health(args []string) int {
 	fs, dir := c.flags("[--json] [--state DIR]")
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = wrapUsage(fs.Usage, c.stdout, "\nExit status: 0 healthy, 3 degraded or failing, 1 daemon unreachable.\n")
+	fs.Usage = wrapUsage(fs.Usage, c.stdout, "\nExit status: 0 healthy, 3 degraded, unhealthy or unknown, 1 daemon unreachable.\n")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
@@ -343,7 +343,7 @@ func (c *cmd) health(args []string) int {
 	} else {
 		printHealth(c.stdout, h)
 	}
-	if h.Status != "ok" {
+	if h.Status != api.HealthHealthy {
 		return exitUnhealthy
 	}
 	return exitOK

@@ -184,7 +184,7 @@ func TestEnrollRunStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &h); err != nil || len(h.Checks) != 3 {
 		t.Errorf("health --json = %q (%v)", stdout, err)
 	}
-	if want := map[string]int{"ok": 0, "degraded": 3, "failing": 3}[h.Status]; code != want {
+	if want := map[string]int{api.HealthHealthy: 0, api.HealthDegraded: 3, api.HealthUnhealthy: 3, api.HealthUnknown: 3}[h.Status]; code != want {
 		t.Errorf("health %s: exit %d, want %d", h.Status, code, want)
 	}
 	if _, err := os.Stat(filepath.Join(dir, state.SocketFile)); err != nil {
