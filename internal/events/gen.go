@@ -18,7 +18,7 @@ func Example(typ string) (*Event, error) {
 	switch typ {
 	case TypeAuthLogin, TypeUpdateStep, TypeClockOffset:
 		sev = SeverityMedium
-	case TypeJournalGap, TypePolicyDenial:
+	case TypeJournalGap, TypePolicyDenial, TypeJournalChainBroken:
 		sev = SeverityHigh
 	}
 	ev, err := New(typ, "dev-7f3a9c", sev, time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC), spec.example())

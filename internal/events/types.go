@@ -15,6 +15,9 @@ const (
 	TypePolicyDenial    = "policy.denial"
 	TypeJournalGap      = "journal.gap"
 	TypeClockOffset     = "clock.offset"
+	// TypeJournalChainBroken is raised by the server when a device's
+	// journal records do not chain onto what it already stored.
+	TypeJournalChainBroken = "journal.chain_broken"
 )
 
 // ProcessRef identifies a process.
@@ -117,7 +120,16 @@ type PolicyDenial struct {
 type JournalGap struct {
 	FromSeq uint64 `json:"from_seq" min:"1" doc:"first lost sequence number"`
 	ToSeq   uint64 `json:"to_seq" min:"1" doc:"last lost sequence number"`
-	Reason  string `json:"reason" enum:"overflow|corruption" doc:"why they were lost"`
+	Reason  string `json:"reason" enum:"overflow|corruption|missing" doc:"why they were lost: overflow or corruption (reported by the agent), missing (the server received later records without these)"`
+}
+
+// JournalChainBroken: records received from a device's journal do not
+// chain onto the records the server already holds.
+type JournalChainBroken struct {
+	Seq          uint64 `json:"seq" min:"1" doc:"sequence number of the record that does not chain"`
+	ExpectedHash string `json:"expected_hash,omitempty" doc:"hash the record should have linked to (or had)"`
+	ActualHash   string `json:"actual_hash,omitempty" doc:"hash the record linked to (or had)"`
+	Reason       string `json:"reason" enum:"prev_hash_mismatch|resent_record_differs|checkpoint_mismatch" doc:"what did not match"`
 }
 
 // ClockOffset: the device clock differs from a reference beyond a threshold.
@@ -165,4 +177,7 @@ func init() {
 	register(TypeClockOffset, ExtensionUID*100000+6006, "Bulwark Clock Offset",
 		"The device clock is off a reference clock by more than the threshold.",
 		ClockOffset{OffsetMS: -93000, ThresholdMS: 5000, Reference: "server"})
+	register(TypeJournalChainBroken, ExtensionUID*100000+6007, "Bulwark Journal Chain Broken",
+		"Raised by the server: records received from the device's journal do not chain onto the records already stored (a record altered, reordered or replaced, or a journal reset), or a signed checkpoint disagrees with them.",
+		JournalChainBroken{Seq: 1481, ExpectedHash: "5d41402abc4b2a76b9719d911017c592ae1d3e0a8b1c5f0e7c1d2a3b4c5d6e7f", ActualHash: "9e107d9d372bb6826bd81d3542a419d6c4f6e8b8a0c1d2e3f40516273849a0b1", Reason: "prev_hash_mismatch"})
 }
