@@ -8,11 +8,11 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/api"
 )
 
-// Health statuses, from best to worst.
+// Health states (api.HealthStates).
 const (
-	healthOK       = "ok"
-	healthDegraded = "degraded"
-	healthFailing  = "failing"
+	healthOK       = api.HealthHealthy
+	healthDegraded = api.HealthDegraded
+	healthFailing  = api.HealthUnhealthy
 )
 
 // minFreeDisk is the share of free space on the state directory's
@@ -43,14 +43,7 @@ func (d *daemon) Health() api.Health {
 }
 
 func summarise(checks []api.HealthCheck) api.Health {
-	rank := map[string]int{healthOK: 0, healthDegraded: 1, healthFailing: 2}
-	h := api.Health{Status: healthOK, Checks: checks}
-	for _, c := range checks {
-		if rank[c.Status] > rank[h.Status] {
-			h.Status = c.Status
-		}
-	}
-	return h
+	return api.SummarizeHealth(checks)
 }
 
 func identityCheck(id identity.Identity, revoked bool, now time.Time) api.HealthCheck {

@@ -98,8 +98,9 @@ type Interface struct {
 	Up    bool     `json:"up"`
 }
 
-// Health is the agent's health summary. Status is "ok", "degraded" or
-// "failing"; Checks name each check with its own status and a detail.
+// Health is the agent's health summary. Status is one of HealthStates
+// (healthy, degraded, unhealthy, unknown); Checks name each check with its
+// own status and a detail. internal/healthdef defines the checks.
 type Health struct {
 	Status string        `json:"status"`
 	Checks []HealthCheck `json:"checks,omitempty"`

@@ -128,20 +128,23 @@ func (inv *Inventory) Validate() error {
 	return nil
 }
 
-var healthStatuses = map[string]bool{"ok": true, "degraded": true, "failing": true}
-
-// Validate checks a health summary.
+// Validate checks a health summary and rewrites the statuses of agents
+// older than the health model ("ok", "failing") to the current names.
 func (h *Health) Validate() error {
-	if !healthStatuses[h.Status] {
-		return decodeErrf("health.status must be ok, degraded or failing, not %q", truncate(h.Status))
+	st, ok := NormalizeHealthStatus(h.Status)
+	if !ok {
+		return decodeErrf("health.status must be healthy, degraded, unhealthy or unknown, not %q", truncate(h.Status))
 	}
+	h.Status = st
 	if len(h.Checks) > 64 {
 		return decodeErrf("health.checks has more than 64 entries")
 	}
 	for i, c := range h.Checks {
-		if !healthStatuses[c.Status] {
-			return decodeErrf("health.checks[%d].status must be ok, degraded or failing", i)
+		st, ok := NormalizeHealthStatus(c.Status)
+		if !ok {
+			return decodeErrf("health.checks[%d].status must be healthy, degraded, unhealthy or unknown", i)
 		}
+		h.Checks[i].Status = st
 		if err := checkString("health.checks.name", c.Name); err != nil {
 			return err
 		}
@@ -183,7 +186,7 @@ func (c *CheckinRequest) Validate() error {
 // Validate checks an enrolment request's shape; the token and CSR are
 // verified by the server.
 func (e *EnrollRequest) Validate() error {
-	if e.Token == "" {
+	if e.Token == "" && e.TPM == nil && e.Activation == nil {
 		return decodeErrf("token is required")
 	}
 	if len(e.Token) > 256 {
@@ -193,15 +196,31 @@ func (e *EnrollRequest) Validate() error {
 		return decodeErrf("csr is required")
 	}
 	switch e.KeyAssurance {
-	case "", "software", "tpm":
+	case "", "software", "tpm", "hardware":
 	default:
-		return decodeErrf("key_assurance must be software or tpm")
+		return decodeErrf("key_assurance must be software or hardware")
 	}
 	if (e.PreviousDeviceID == "") != (e.PreviousProof == "") {
 		return decodeErrf("previous_device_id and previous_proof go together")
 	}
 	if len(e.PreviousDeviceID) > 64 || len(e.PreviousProof) > 1024 {
 		return decodeErrf("previous_device_id or previous_proof is too long")
+	}
+	if e.TPM != nil && e.Activation != nil {
+		return decodeErrf("tpm and activation do not go together: activation answers the challenge of a tpm enrolment")
+	}
+	if e.TPM != nil {
+		if err := e.TPM.Validate(); err != nil {
+			return err
+		}
+	}
+	if e.Activation != nil {
+		if e.Activation.Session == "" || len(e.Activation.Session) > 64 {
+			return decodeErrf("activation.session is missing or too long")
+		}
+		if len(e.Activation.Secret) == 0 || len(e.Activation.Secret) > 64 {
+			return decodeErrf("activation.secret is missing or longer than 64 bytes")
+		}
 	}
 	if e.Inventory != nil {
 		return e.Inventory.Validate()
