@@ -74,8 +74,8 @@ type CertifyParameters struct {
 // ActivationChallenge is the server's answer to an enrolment with a TPM:
 // the agent must decrypt the credential with TPM2_ActivateCredential (which
 // only the TPM holding both the EK and the AK can do) and send the secret
-// back with Session in a second EnrollRequest, together with boot Evidence
-// for Nonce.
+// back with Session in a second EnrollRequest. Once it has its certificate
+// it attests its boot state at PathAttest with Nonce (reason "enrolment").
 type ActivationChallenge struct {
 	Session    string    `json:"session"`
 	Credential []byte    `json:"credential"` // TPM2B_ID_OBJECT contents
@@ -86,9 +86,8 @@ type ActivationChallenge struct {
 
 // ActivationAnswer completes a TPM enrolment.
 type ActivationAnswer struct {
-	Session  string    `json:"session"`
-	Secret   []byte    `json:"secret"`
-	Evidence *Evidence `json:"evidence"`
+	Session string `json:"session"`
+	Secret  []byte `json:"secret"`
 }
 
 // PCRValue is one PCR of the SHA-256 bank.
@@ -213,4 +212,134 @@ type BinaryReport struct {
 	RELRO   string `json:"relro"`    // full, partial, off, unknown
 	NXStack string `json:"nx_stack"` // on, off, unknown
 	Detail  string `json:"detail,omitempty"`
+}
+
+// Validate checks the shape of a TPM enrolment; the server verifies the
+// cryptography.
+func (t *TPMEnrollment) Validate() error {
+	if len(t.EKPublic) == 0 || len(t.EKPublic) > MaxTPMStructure {
+		return decodeErrf("tpm.ek_public is missing or too large")
+	}
+	if len(t.EKCertificate) > 8192 {
+		return decodeErrf("tpm.ek_certificate is larger than 8192 bytes")
+	}
+	for name, b := range map[string][]byte{
+		"tpm.ak.public": t.AK.Public, "tpm.ak.create_data": t.AK.CreateData,
+		"tpm.ak.create_attestation": t.AK.CreateAttestation, "tpm.ak.create_signature": t.AK.CreateSignature,
+		"tpm.device_key.public": t.DeviceKey.Public, "tpm.device_key.attestation": t.DeviceKey.Attestation,
+		"tpm.device_key.signature": t.DeviceKey.Signature,
+	} {
+		if len(b) == 0 || len(b) > MaxTPMStructure {
+			return decodeErrf("%s is missing or larger than %d bytes", name, MaxTPMStructure)
+		}
+	}
+	return nil
+}
+
+// Validate checks the shape of evidence; the server verifies it.
+func (e *Evidence) Validate() error {
+	if len(e.Nonce) != NonceSize {
+		return decodeErrf("nonce must be %d bytes", NonceSize)
+	}
+	if len(e.Quote) == 0 || len(e.Quote) > MaxTPMStructure {
+		return decodeErrf("quote is missing or larger than %d bytes", MaxTPMStructure)
+	}
+	if len(e.Signature) == 0 || len(e.Signature) > MaxTPMStructure {
+		return decodeErrf("signature is missing or larger than %d bytes", MaxTPMStructure)
+	}
+	if len(e.PCRs) == 0 || len(e.PCRs) > MaxPCRIndex+1 {
+		return decodeErrf("pcrs must list 1 to %d PCRs", MaxPCRIndex+1)
+	}
+	seen := map[int]bool{}
+	for i, p := range e.PCRs {
+		if p.Index < 0 || p.Index > MaxPCRIndex {
+			return decodeErrf("pcrs[%d].index %d is out of range 0-%d", i, p.Index, MaxPCRIndex)
+		}
+		if seen[p.Index] {
+			return decodeErrf("pcrs[%d]: PCR %d listed twice", i, p.Index)
+		}
+		seen[p.Index] = true
+		if len(p.Digest) != 32 {
+			return decodeErrf("pcrs[%d].digest must be a 32-byte SHA-256 value", i)
+		}
+	}
+	if len(e.EventLog) > MaxEventLog {
+		return decodeErrf("event_log is larger than %d bytes", MaxEventLog)
+	}
+	if len(e.IMALog) > MaxIMALog {
+		return decodeErrf("ima_log is larger than %d bytes", MaxIMALog)
+	}
+	if err := validateFiles("files", e.Files); err != nil {
+		return err
+	}
+	switch e.SecureBoot {
+	case "", "enabled", "disabled", "unknown":
+	default:
+		return decodeErrf("secure_boot must be enabled, disabled or unknown")
+	}
+	switch e.Reason {
+	case "", "enrolment", "periodic", "requested":
+	default:
+		return decodeErrf("reason must be enrolment, periodic or requested")
+	}
+	return nil
+}
+
+func validateFiles(field string, files []FileMeasurement) error {
+	if len(files) > MaxFileReports {
+		return decodeErrf("%s has more than %d entries", field, MaxFileReports)
+	}
+	for i, f := range files {
+		if f.Path == "" || len(f.Path) > 4096 {
+			return decodeErrf("%s[%d].path is missing or too long", field, i)
+		}
+		if f.SHA256 != "" && !isHex(f.SHA256, 64) {
+			return decodeErrf("%s[%d].sha256 must be 64 hex digits", field, i)
+		}
+	}
+	return nil
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks the shape of a signed health report.
+func (s *SignedHealthReport) Validate() error {
+	if len(s.Report) == 0 || len(s.Report) > MaxCheckinBody {
+		return decodeErrf("report is missing or larger than %d bytes", MaxCheckinBody)
+	}
+	if len(s.Signature) == 0 || len(s.Signature) > 1024 {
+		return decodeErrf("signature is missing or larger than 1024 bytes")
+	}
+	return nil
+}
+
+// Validate checks a decoded health report.
+func (h *HealthReport) Validate() error {
+	if h.DeviceID == "" || len(h.DeviceID) > 64 {
+		return decodeErrf("device_id is missing or too long")
+	}
+	if h.Time.IsZero() {
+		return decodeErrf("time is required")
+	}
+	if err := h.Health.Validate(); err != nil {
+		return err
+	}
+	if h.QuoteDigest != "" && !isHex(h.QuoteDigest, 64) {
+		return decodeErrf("quote_digest must be 64 hex digits")
+	}
+	if h.Hardening != nil && (len(h.Hardening.Facts) > 256 || len(h.Hardening.Binaries) > 256) {
+		return decodeErrf("hardening has more than 256 facts or binaries")
+	}
+	return validateFiles("files", h.Files)
 }
