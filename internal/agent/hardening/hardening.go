@@ -67,21 +67,21 @@ const (
 // Fact names, as reported in HardeningFact.Name and documented in
 // docs/exploit-mitigations.md.
 const (
-	FactASLR              = "aslr"
-	FactKptrRestrict      = "kptr_restrict"
-	FactDmesgRestrict     = "dmesg_restrict"
-	FactLockdown          = "kernel_lockdown"
-	FactModuleSig         = "module_sig_enforce"
-	FactPtraceScope       = "yama_ptrace_scope"
-	FactUnprivBPF         = "unprivileged_bpf_disabled"
-	FactNX                = "cpu_nx"
-	FactSMEP              = "cpu_smep"
-	FactSMAP              = "cpu_smap"
-	FactSecureBoot        = "secure_boot"
-	FactPerfParanoid      = "perf_event_paranoid"
-	FactKexecDisabled     = "kexec_load_disabled"
-	FactProtectSymlinks   = "protected_symlinks"
-	FactProtectHardlinks  = "protected_hardlinks"
+	FactASLR             = "aslr"
+	FactKptrRestrict     = "kptr_restrict"
+	FactDmesgRestrict    = "dmesg_restrict"
+	FactLockdown         = "kernel_lockdown"
+	FactModuleSig        = "module_sig_enforce"
+	FactPtraceScope      = "yama_ptrace_scope"
+	FactUnprivBPF        = "unprivileged_bpf_disabled"
+	FactNX               = "cpu_nx"
+	FactSMEP             = "cpu_smep"
+	FactSMAP             = "cpu_smap"
+	FactSecureBoot       = "secure_boot"
+	FactPerfParanoid     = "perf_event_paranoid"
+	FactKexecDisabled    = "kexec_load_disabled"
+	FactProtectSymlinks  = "protected_symlinks"
+	FactProtectHardlinks = "protected_hardlinks"
 )
 
 // Facts lists the fact names in the order Collect reports them.
