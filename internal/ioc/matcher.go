@@ -1,0 +1,479 @@
+package ioc
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Matcher answers whether an observation matches an indicator. It is an
+// immutable snapshot, safe for concurrent use; build a new one (or use a
+// Set) when the indicators change.
+//
+// Exact addresses, domains, URLs and hashes are looked up in hash maps; CIDR
+// prefixes are flattened into sorted, disjoint ranges searched by binary
+// search, each range pointing at its most specific prefix. Expired
+// indicators never match: expiry is checked at match time against the
+// clock given to Build.
+type Matcher struct {
+	now  func() time.Time
+	inds []Indicator
+	exp  []int64 // Expires as Unix nanoseconds; 0 = never
+	next []int32 // next indicator with the same key; -1 ends the chain
+
+	ip4     map[uint32]int32
+	ip6     map[u128]int32
+	cidr4   rangeTable
+	cidr6   rangeTable
+	domains map[string]int32
+	urls    map[string]int32
+	sha256  map[[32]byte]int32
+	sha1    map[[20]byte]int32
+	md5     map[[16]byte]int32
+}
+
+type u128 struct{ hi, lo uint64 }
+
+func (a u128) cmp(b u128) int {
+	if c := cmp.Compare(a.hi, b.hi); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.lo, b.lo)
+}
+
+func (a u128) inc() u128 {
+	lo := a.lo + 1
+	hi := a.hi
+	if lo == 0 {
+		hi++
+	}
+	return u128{hi, lo}
+}
+
+func addrKey(a netip.Addr) u128 {
+	b := a.As16()
+	return u128{be64(b[:8]), be64(b[8:])}
+}
+
+func be64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+func addr4Key(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// rangeTable maps disjoint address ranges to the most specific covering
+// prefix. Range i covers [starts[i], starts[i+1]) (the last up to the end of
+// the address space) and has prefix ids[i], or -1 for no prefix. IPv4 tables
+// use starts4, IPv6 tables starts6.
+type rangeTable struct {
+	starts4 []uint32
+	starts6 []u128
+	ids     []int32
+	head    []int32 // per prefix: first indicator
+	parent  []int32 // per prefix: enclosing prefix, or -1
+}
+
+type prefixEntry struct {
+	start, end u128
+	head       int32
+}
+
+// build fills t from prefixes with distinct ranges; max is the last address
+// of the family.
+func (t *rangeTable) build(ps []prefixEntry, v4 bool, max u128) {
+	slices.SortFunc(ps, func(a, b prefixEntry) int {
+		if c := a.start.cmp(b.start); c != 0 {
+			return c
+		}
+		return b.end.cmp(a.end) // enclosing prefix first
+	})
+	t.head = make([]int32, len(ps))
+	t.parent = make([]int32, len(ps))
+	var starts []u128
+	var ids []int32
+	emit := func(s u128, id int32) {
+		if n := len(starts); n > 0 && starts[n-1] == s {
+			ids[n-1] = id
+			if n > 1 && ids[n-2] == id {
+				starts, ids = starts[:n-1], ids[:n-1]
+			}
+			return
+		}
+		if n := len(ids); n > 0 && ids[n-1] == id {
+			return
+		}
+		starts = append(starts, s)
+		ids = append(ids, id)
+	}
+	var stack []int32
+	top := func() int32 {
+		if len(stack) == 0 {
+			return -1
+		}
+		return stack[len(stack)-1]
+	}
+	pop := func() {
+		e := ps[top()].end
+		stack = stack[:len(stack)-1]
+		if e != max {
+			emit(e.inc(), top())
+		}
+	}
+	for i, p := range ps {
+		for len(stack) > 0 && ps[top()].end.cmp(p.start) < 0 {
+			pop()
+		}
+		t.head[i] = p.head
+		t.parent[i] = top()
+		emit(p.start, int32(i))
+		stack = append(stack, int32(i))
+	}
+	for len(stack) > 0 {
+		pop()
+	}
+	t.ids = slices.Clip(ids)
+	if v4 {
+		t.starts4 = make([]uint32, len(starts))
+		for i, s := range starts {
+			t.starts4[i] = uint32(s.lo)
+		}
+	} else {
+		t.starts6 = slices.Clip(starts)
+	}
+}
+
+// lookup4 returns the most specific prefix containing x, or -1.
+func (t *rangeTable) lookup4(x uint32) int32 {
+	s := t.starts4
+	lo, hi := 0, len(s) // find the first start > x
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s[m] <= x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == 0 {
+		return -1
+	}
+	return t.ids[lo-1]
+}
+
+func (t *rangeTable) lookup6(x u128) int32 {
+	s := t.starts6
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s[m].cmp(x) <= 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == 0 {
+		return -1
+	}
+	return t.ids[lo-1]
+}
+
+// Build returns a Matcher over inds, which must be valid as made by New or
+// the parsers. now is the clock used for expiry; nil means time.Now.
+func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
+	if now == nil {
+		now = time.Now
+	}
+	m := &Matcher{
+		now:     now,
+		inds:    make([]Indicator, 0, len(inds)),
+		exp:     make([]int64, 0, len(inds)),
+		next:    make([]int32, 0, len(inds)),
+		ip4:     map[uint32]int32{},
+		ip6:     map[u128]int32{},
+		domains: map[string]int32{},
+		urls:    map[string]int32{},
+		sha256:  map[[32]byte]int32{},
+		sha1:    map[[20]byte]int32{},
+		md5:     map[[16]byte]int32{},
+	}
+	if len(inds) > 1<<31-1 {
+		return nil, fmt.Errorf("ioc: build matcher: %d indicators: %w", len(inds), ErrTooLarge)
+	}
+	pfx := map[netip.Prefix]int32{}
+	for i, in := range inds {
+		id := int32(len(m.inds))
+		var head int32 = -1
+		var ok bool
+		bad := func() (*Matcher, error) {
+			return nil, fmt.Errorf("ioc: build matcher: indicator %d: invalid %s value %q", i, clip(string(in.Type)), clip(in.Value))
+		}
+		switch in.Type {
+		case TypeIP, TypeCIDR:
+			var p netip.Prefix
+			if in.Type == TypeIP {
+				a, err := netip.ParseAddr(in.Value)
+				if err != nil {
+					return bad()
+				}
+				a = a.Unmap().WithZone("")
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				var err error
+				if p, err = parsePrefix(in.Value); err != nil {
+					return bad()
+				}
+			}
+			switch {
+			case p.IsSingleIP() && p.Addr().Is4():
+				k := addr4Key(p.Addr())
+				head, ok = m.ip4[k]
+				m.ip4[k] = id
+			case p.IsSingleIP():
+				k := addrKey(p.Addr())
+				head, ok = m.ip6[k]
+				m.ip6[k] = id
+			default:
+				head, ok = pfx[p]
+				pfx[p] = id
+			}
+		case TypeDomain:
+			d, valid := normalizeDomain(in.Value)
+			if !valid {
+				return bad()
+			}
+			head, ok = m.domains[d]
+			m.domains[d] = id
+		case TypeURL:
+			u, err := NormalizeURL(in.Value)
+			if err != nil {
+				return bad()
+			}
+			head, ok = m.urls[u]
+			m.urls[u] = id
+		case TypeSHA256:
+			var k [32]byte
+			if !decodeHex(k[:], in.Value) {
+				return bad()
+			}
+			head, ok = m.sha256[k]
+			m.sha256[k] = id
+		case TypeSHA1:
+			var k [20]byte
+			if !decodeHex(k[:], in.Value) {
+				return bad()
+			}
+			head, ok = m.sha1[k]
+			m.sha1[k] = id
+		case TypeMD5:
+			var k [16]byte
+			if !decodeHex(k[:], in.Value) {
+				return bad()
+			}
+			head, ok = m.md5[k]
+			m.md5[k] = id
+		default:
+			return bad()
+		}
+		if !ok {
+			head = -1
+		}
+		var exp int64
+		if !in.Expires.IsZero() {
+			exp = in.Expires.UnixNano()
+			if exp == 0 {
+				exp = 1
+			}
+		}
+		m.inds = append(m.inds, in)
+		m.exp = append(m.exp, exp)
+		m.next = append(m.next, head)
+	}
+	var p4, p6 []prefixEntry
+	for p, head := range pfx {
+		lo := p.Masked().Addr()
+		if p.Addr().Is4() {
+			b := lo.As4()
+			v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+			v |= uint32(uint64(1)<<(32-p.Bits()) - 1)
+			p4 = append(p4, prefixEntry{start: u128{0, uint64(addr4Key(lo))}, end: u128{0, uint64(v)}, head: head})
+			continue
+		}
+		s := addrKey(lo)
+		e := s
+		bits := 128 - p.Bits()
+		switch {
+		case bits >= 64:
+			e.lo = ^uint64(0)
+			if bits == 128 {
+				e.hi = ^uint64(0)
+			} else {
+				e.hi |= uint64(1)<<(bits-64) - 1
+			}
+		default:
+			e.lo |= uint64(1)<<bits - 1
+		}
+		p6 = append(p6, prefixEntry{start: s, end: e, head: head})
+	}
+	m.cidr4.build(p4, true, u128{0, 1<<32 - 1})
+	m.cidr6.build(p6, false, u128{^uint64(0), ^uint64(0)})
+	return m, nil
+}
+
+// Len returns the number of indicators in m, expired or not.
+func (m *Matcher) Len() int { return len(m.inds) }
+
+// matchCtx collects live indicators along chains, reading the clock at
+// most once and only if some candidate can expire.
+type matchCtx struct {
+	m      *Matcher
+	now    int64
+	nowSet bool
+}
+
+func (c *matchCtx) chain(dst []Indicator, id int32) []Indicator {
+	m := c.m
+	for ; id >= 0; id = m.next[id] {
+		if e := m.exp[id]; e != 0 {
+			if !c.nowSet {
+				c.now, c.nowSet = m.now().UnixNano(), true
+			}
+			if c.now >= e {
+				continue
+			}
+		}
+		dst = append(dst, m.inds[id])
+	}
+	return dst
+}
+
+// MatchIP returns the live indicators matching a: exact addresses first,
+// then CIDR prefixes from the most to the least specific. IPv4-mapped IPv6
+// addresses match as IPv4. It returns nil when nothing matches.
+func (m *Matcher) MatchIP(a netip.Addr) []Indicator { return m.AppendIP(nil, a) }
+
+// AppendIP appends the result of MatchIP to dst; with a reused dst it does
+// not allocate.
+func (m *Matcher) AppendIP(dst []Indicator, a netip.Addr) []Indicator {
+	if !a.IsValid() {
+		return dst
+	}
+	a = a.Unmap()
+	c := matchCtx{m: m}
+	var id int32
+	if a.Is4() {
+		k := addr4Key(a)
+		if head, ok := m.ip4[k]; ok {
+			dst = c.chain(dst, head)
+		}
+		if len(m.cidr4.starts4) == 0 {
+			return dst
+		}
+		id = m.cidr4.lookup4(k)
+		for ; id >= 0; id = m.cidr4.parent[id] {
+			dst = c.chain(dst, m.cidr4.head[id])
+		}
+		return dst
+	}
+	k := addrKey(a)
+	if head, ok := m.ip6[k]; ok {
+		dst = c.chain(dst, head)
+	}
+	if len(m.cidr6.starts6) == 0 {
+		return dst
+	}
+	for id = m.cidr6.lookup6(k); id >= 0; id = m.cidr6.parent[id] {
+		dst = c.chain(dst, m.cidr6.head[id])
+	}
+	return dst
+}
+
+// MatchDomain returns the live indicators for name and each of its parent
+// domains (an indicator example.com matches a.b.example.com), the most
+// specific first. Case and one trailing dot are ignored.
+func (m *Matcher) MatchDomain(name string) []Indicator { return m.AppendDomain(nil, name) }
+
+// AppendDomain appends the result of MatchDomain to dst without allocating
+// when dst has room.
+func (m *Matcher) AppendDomain(dst []Indicator, name string) []Indicator {
+	if len(name) > 0 && name[len(name)-1] == '.' {
+		name = name[:len(name)-1]
+	}
+	if len(name) == 0 || len(name) > 253 {
+		return dst
+	}
+	var buf [253]byte
+	b := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	c := matchCtx{m: m}
+	for {
+		if head, ok := m.domains[string(b)]; ok {
+			dst = c.chain(dst, head)
+		}
+		i := bytes.IndexByte(b, '.')
+		if i < 0 {
+			return dst
+		}
+		b = b[i+1:]
+	}
+}
+
+// MatchURL returns the live indicators for the URL, compared after
+// NormalizeURL. An invalid URL matches nothing.
+func (m *Matcher) MatchURL(rawURL string) []Indicator {
+	u, err := NormalizeURL(rawURL)
+	if err != nil {
+		return nil
+	}
+	c := matchCtx{m: m}
+	if head, ok := m.urls[u]; ok {
+		return c.chain(nil, head)
+	}
+	return nil
+}
+
+// MatchHash returns the live indicators for a hex MD5, SHA-1 or SHA-256
+// digest (either case), told apart by length.
+func (m *Matcher) MatchHash(digest string) []Indicator { return m.AppendHash(nil, digest) }
+
+// AppendHash appends the result of MatchHash to dst without allocating when
+// dst has room.
+func (m *Matcher) AppendHash(dst []Indicator, digest string) []Indicator {
+	c := matchCtx{m: m}
+	var head int32
+	var ok bool
+	switch len(digest) {
+	case 64:
+		var k [32]byte
+		if decodeHex(k[:], digest) {
+			head, ok = m.sha256[k]
+		}
+	case 40:
+		var k [20]byte
+		if decodeHex(k[:], digest) {
+			head, ok = m.sha1[k]
+		}
+	case 32:
+		var k [16]byte
+		if decodeHex(k[:], digest) {
+			head, ok = m.md5[k]
+		}
+	}
+	if !ok {
+		return dst
+	}
+	return c.chain(dst, head)
+}
