@@ -56,6 +56,11 @@ type TPM struct {
 	mu     sync.Mutex
 	t      transport.TPMCloser
 	closed bool
+
+	// ekTemplates are the endorsement key templates tried in order; nil
+	// means the TCG defaults, RSA 2048 then ECC P-256 (see EK). Tests set
+	// it to exercise the ECC endorsement key.
+	ekTemplates []tpm2.TPMTPublic
 }
 
 // SimulatorOpener opens the in-process simulator. internal/tpm/tpmsim sets
