@@ -343,3 +343,61 @@ func (h *HealthReport) Validate() error {
 	}
 	return validateFiles("files", h.Files)
 }
+
+// AttestNonce answers PathAttestNonce.
+type AttestNonce struct {
+	Nonce     []byte    `json:"nonce"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// AttestRequest answers an admin's request for a fresh attestation.
+type AttestRequest struct {
+	DeviceID    string    `json:"device_id"`
+	RequestedAt time.Time `json:"requested_at"`
+	CommandID   string    `json:"command_id"`
+}
+
+// AttestationList is a device's attestation history, newest first.
+type AttestationList struct {
+	Results []AttestationResult `json:"results"`
+}
+
+// HealthReportView is a stored signed health report with what the server
+// read from it.
+type HealthReportView struct {
+	Time   time.Time          `json:"time"`
+	Status string             `json:"status"`
+	Signed SignedHealthReport `json:"signed"`
+}
+
+// HealthReportList is a device's health history, newest first.
+type HealthReportList struct {
+	Reports []HealthReportView `json:"reports"`
+}
+
+// TrustUpdate sets a device's trust (an admin restoring a device after
+// investigating a failed attestation, or marking it by hand).
+type TrustUpdate struct {
+	Trust  string `json:"trust"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// EKRegistration pre-registers a TPM endorsement key for zero-touch
+// enrolment into a group. EKHash is hex SHA-256 of the EK's PKIX DER.
+type EKRegistration struct {
+	EKHash    string    `json:"ek_hash"`
+	Group     string    `json:"group"`
+	CreatedAt time.Time `json:"created_at,omitempty"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	DeviceID  string    `json:"device_id,omitempty"`
+}
+
+// EKRegistrationCreate registers endorsement keys, all or none.
+type EKRegistrationCreate struct {
+	Registrations []EKRegistration `json:"registrations"`
+}
+
+// EKRegistrationList lists the registrations.
+type EKRegistrationList struct {
+	Registrations []EKRegistration `json:"registrations"`
+}

@@ -58,6 +58,8 @@ Usage:
   bulwark disclosures transition ID --to STATE [--note TEXT] [--advisory ID|URL]
   bulwark products list [--json] | products set --name P --support-until YYYY-MM-DD --cadence TEXT --critical-fix TEXT
   bulwark simulate --devices N --interval D --duration T
+  bulwark attest ID [--json] | history ID | approve-baseline ID | trust ID STATE
+  bulwark ek register --group G HASH... | ek list
   bulwark version
 
 Admin commands read BULWARK_ADDR (https://host:port), BULWARK_TOKEN (API
@@ -98,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Command groups with their own subcommand dispatch.
 	groups := map[string]func(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error{
-		"deploy": runDeploy, "tuf": runTUF, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
+		"deploy": runDeploy, "tuf": runTUF, "attest": runAttest, "ek": runEK, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
 	}
 	if run, ok := groups[cmd]; ok {
 		if sub == "" {
@@ -202,7 +204,7 @@ func parse(fs *flag.FlagSet, args []string, positional int) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
-	if len(pos) != positional {
+	if positional >= 0 && len(pos) != positional { // -1: any number
 		return nil, &usageError{fmt.Sprintf("%s: expected %d argument(s), got %d", fs.Name(), positional, len(pos))}
 	}
 	return pos, nil
@@ -511,6 +513,15 @@ func devicesShow(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if cert := d.Certificate; cert != nil {
 		fmt.Fprintf(tw, "Certificate\t%s (valid until %s)\n", cert.Serial, cert.NotAfter.Format(time.RFC3339))
+	}
+	if d.Trust != "" {
+		fmt.Fprintf(tw, "Trust\t%s\n", d.Trust)
+	}
+	if a := d.Attestation; a != nil {
+		fmt.Fprintf(tw, "Attestation\t%s (%s, %s)\n", a.Status, a.Reason, a.Time.Format(time.RFC3339))
+		for _, p := range a.Problems {
+			fmt.Fprintf(tw, "\t- %s\n", p)
+		}
 	}
 	return tw.Flush()
 }
