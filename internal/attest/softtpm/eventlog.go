@@ -9,24 +9,24 @@ import (
 
 // TCG PC Client event types used by the event-log writer.
 const (
-	EvPostCode                    uint32 = 0x00000001
-	EvNoAction                    uint32 = 0x00000003
-	EvSeparator                   uint32 = 0x00000004
-	EvAction                      uint32 = 0x00000005
-	EvSCRTMContents               uint32 = 0x00000007
-	EvSCRTMVersion                uint32 = 0x00000008
-	EvCPUMicrocode                uint32 = 0x00000009
-	EvPlatformConfigFlags         uint32 = 0x0000000A
-	EvIPL                         uint32 = 0x0000000D
-	EvEFIVariableDriverConfig     uint32 = 0x80000001
-	EvEFIVariableBoot             uint32 = 0x80000002
-	EvEFIBootServicesApplication  uint32 = 0x80000003
-	EvEFIBootServicesDriver       uint32 = 0x80000004
-	EvEFIGPTEvent                 uint32 = 0x80000006
-	EvEFIAction                   uint32 = 0x80000007
-	EvEFIPlatformFirmwareBlob     uint32 = 0x80000008
-	EvEFIHandoffTables            uint32 = 0x80000009
-	EvEFIVariableAuthority        uint32 = 0x800000E0
+	EvPostCode                   uint32 = 0x00000001
+	EvNoAction                   uint32 = 0x00000003
+	EvSeparator                  uint32 = 0x00000004
+	EvAction                     uint32 = 0x00000005
+	EvSCRTMContents              uint32 = 0x00000007
+	EvSCRTMVersion               uint32 = 0x00000008
+	EvCPUMicrocode               uint32 = 0x00000009
+	EvPlatformConfigFlags        uint32 = 0x0000000A
+	EvIPL                        uint32 = 0x0000000D
+	EvEFIVariableDriverConfig    uint32 = 0x80000001
+	EvEFIVariableBoot            uint32 = 0x80000002
+	EvEFIBootServicesApplication uint32 = 0x80000003
+	EvEFIBootServicesDriver      uint32 = 0x80000004
+	EvEFIGPTEvent                uint32 = 0x80000006
+	EvEFIAction                  uint32 = 0x80000007
+	EvEFIPlatformFirmwareBlob    uint32 = 0x80000008
+	EvEFIHandoffTables           uint32 = 0x80000009
+	EvEFIVariableAuthority       uint32 = 0x800000E0
 )
 
 // Event is one measured-boot event: the SHA-256 Digest extended into PCR,
