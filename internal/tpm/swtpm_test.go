@@ -24,12 +24,18 @@ func freePort(t *testing.T) int {
 // directory and returns its "swtpm:HOST:PORT" spec.
 func startSwtpm(t *testing.T) string {
 	t.Helper()
+	return runSwtpm(t, t.TempDir())
+}
+
+// runSwtpm runs swtpm on the TPM state in dir.
+func runSwtpm(t *testing.T, dir string) string {
+	t.Helper()
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		t.Skip("swtpm not installed (apt-get install swtpm)")
 	}
 	port, ctrl := freePort(t), freePort(t)
-	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+t.TempDir(),
+	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
 		"--server", "type=tcp,bindaddr=127.0.0.1,port="+strconv.Itoa(port),
 		"--ctrl", "type=tcp,bindaddr=127.0.0.1,port="+strconv.Itoa(ctrl),
 		"--flags", "not-need-init")
