@@ -549,6 +549,9 @@ func (a *appraisal) verifyIMA(list []byte, allowed map[string]bool) {
 	case allowed == nil:
 		a.problem("IMA: no list of released software to compare %d measurements with", verified)
 		raise(&r.Vector.Executables, ClaimUnrecognizedRuntime)
+	case r.Vector.Executables == ClaimApprovedBoot:
+		// Approved software after boot as well as during it.
+		r.Vector.Executables = ClaimApprovedRuntime
 	default:
 		raise(&r.Vector.Executables, ClaimApprovedRuntime)
 	}

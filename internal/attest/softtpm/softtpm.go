@@ -302,9 +302,6 @@ func (t *TPM) ActivateCredential(credential, encSecret []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("softtpm: activate: secret: %w", err)
 	}
-	if encSeed, err = tpm2b(encSeed); err != nil {
-		return nil, fmt.Errorf("softtpm: activate: secret: %w", err)
-	}
 	seed, err := rsa.DecryptOAEP(sha256.New(), nil, t.ek, encSeed, []byte("IDENTITY\x00"))
 	if err != nil {
 		return nil, errors.New("softtpm: activate: the seed is not encrypted to this EK")
