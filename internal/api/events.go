@@ -78,9 +78,11 @@ type StoredEvent struct {
 	// server raised itself (Source "server").
 	Seq    uint64 `json:"seq"`
 	Source string `json:"source"` // "device" or "server"
-	// Hash is the journal record hash ("" for server events).
-	Hash  string          `json:"hash,omitempty"`
-	Event json.RawMessage `json:"event"`
+	// PrevHash and Hash are the journal record's chain links ("" for
+	// server events).
+	PrevHash string          `json:"prev_hash,omitempty"`
+	Hash     string          `json:"hash,omitempty"`
+	Event    json.RawMessage `json:"event"`
 }
 
 // EventPage is one page of GET /api/v1/events, newest first. NextCursor

@@ -223,3 +223,13 @@ func (c *Client) ReportUpdate(ctx context.Context, st api.UpdateStatus) error {
 	}
 	return nil
 }
+
+// SendEvents forwards a batch of journal records; the answer names the
+// highest seq the server holds durably.
+func (c *Client) SendEvents(ctx context.Context, b *api.EventBatch) (*api.EventBatchResponse, error) {
+	var out api.EventBatchResponse
+	if err := c.do(ctx, http.MethodPost, api.PathEvents, c.timeout, b, &out); err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	return &out, nil
+}

@@ -62,10 +62,15 @@ type Config struct {
 	Now func() time.Time
 	// MaxArtifact bounds an uploaded release artifact; zero means 8 GiB.
 	MaxArtifact int64
+	// EventRetentionDays is how long security events are kept after
+	// receipt; zero means 90 days. A background task prunes older ones.
+	EventRetentionDays int
 	// Disclosure configures the public vulnerability-disclosure pages
 	// (security.txt contacts, public URL); the zero value names the
 	// server's own report form as the contact.
 	Disclosure disclosure.Config
+	// Attestation configures TPM attestation and what a failure does.
+	Attestation AttestConfig
 }
 
 // Server is a running control plane.
@@ -91,6 +96,7 @@ type Server struct {
 
 	rollout *rollout.Engine
 	running runningCache
+	attest  *attestor
 
 	handler http.Handler
 	routes  []route
@@ -184,6 +190,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.initTUF(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := s.initAttest(ctx); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -511,6 +521,7 @@ func (s *Server) maintain(ctx context.Context) {
 			s.log.Warn("deleting expired sessions", "err", err)
 		}
 		s.refreshTUF(ctx)
+		s.pruneEvents(ctx)
 		select {
 		case <-ctx.Done():
 			return
