@@ -69,8 +69,6 @@ type Config struct {
 	// (security.txt contacts, public URL); the zero value names the
 	// server's own report form as the contact.
 	Disclosure disclosure.Config
-	// Attestation configures TPM attestation and what a failure does.
-	Attestation AttestConfig
 }
 
 // Server is a running control plane.
@@ -96,7 +94,6 @@ type Server struct {
 
 	rollout *rollout.Engine
 	running runningCache
-	attest  *attestor
 
 	handler http.Handler
 	routes  []route
@@ -190,10 +187,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.initTUF(ctx); err != nil {
-		st.Close()
-		return nil, err
-	}
-	if err := s.initAttest(ctx); err != nil {
 		st.Close()
 		return nil, err
 	}
