@@ -69,6 +69,8 @@ type Config struct {
 	// (security.txt contacts, public URL); the zero value names the
 	// server's own report form as the contact.
 	Disclosure disclosure.Config
+	// Attestation configures TPM attestation and what a failure does.
+	Attestation AttestConfig
 }
 
 // Server is a running control plane.
@@ -94,6 +96,7 @@ type Server struct {
 
 	rollout *rollout.Engine
 	running runningCache
+	attest  *attestor
 
 	handler http.Handler
 	routes  []route
@@ -187,6 +190,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.initTUF(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := s.initAttest(ctx); err != nil {
 		st.Close()
 		return nil, err
 	}
