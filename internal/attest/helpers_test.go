@@ -118,3 +118,5 @@ func wantProblem(t *testing.T, r *attest.Result, fragments ...string) {
 		t.Fatalf("no problem mentions %q; problems:\n  %s", fragments, strings.Join(r.Problems, "\n  "))
 	}
 }
+
+func hexOf(h [32]byte) string { return hex.EncodeToString(h[:]) }

@@ -365,7 +365,7 @@ func TestVerifyFiles(t *testing.T) {
 	d := newDevice(t, 30, 0)
 	pol := d.policy(t)
 	pol.Files = map[string]string{
-		"/usr/bin/bulwark-agent": "aa00000000000000000000000000000000000000000000000000000000000000",
+		"/usr/bin/bulwark-agent":  "aa00000000000000000000000000000000000000000000000000000000000000",
 		"/etc/bulwark/agent.json": "bb00000000000000000000000000000000000000000000000000000000000000",
 	}
 	nonce := newNonce(t)

@@ -1,8 +1,8 @@
 package softtpm
 
 import (
-	"crypto"
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"testing"
 
