@@ -3,6 +3,7 @@ package attest_test
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -120,3 +121,12 @@ func wantProblem(t *testing.T, r *attest.Result, fragments ...string) {
 }
 
 func hexOf(h [32]byte) string { return hex.EncodeToString(h[:]) }
+
+func mustPKIX(t testing.TB, pub any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
