@@ -74,6 +74,17 @@ type Config struct {
 	// other hardware are refused. Empty matches only releases for any
 	// hardware.
 	Hardware string
+	// IntegrityPaths are the files and directories the integrity monitor
+	// hashes (internal/agent/integrity; for devices without IMA). Empty:
+	// the integrity health check is unknown.
+	IntegrityPaths []string
+	// ManagedBinaries are ELF files whose hardening is reported besides
+	// the agent's own (internal/agent/hardening). Empty: the agent only.
+	ManagedBinaries []string
+
+	// hardeningRoot is where the hardening facts are read; empty means
+	// "/". Tests point it at a fake tree.
+	hardeningRoot string
 }
 
 func (c Config) withDefaults() Config {
@@ -137,6 +148,10 @@ type daemon struct {
 	lastRenewal time.Time
 	renewFails  int
 	renewAfter  time.Time // no automatic renewal attempt before this
+
+	// health holds the inputs of the health checks (health.go); it has
+	// its own locks.
+	health healthState
 }
 
 // Run runs the agent until ctx ends, then stops the local API, the command
