@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -118,9 +119,11 @@ func (t *TPM) CreateAK() (*AK, error) {
 
 // LoadAK loads an attestation key from its blobs (PublicBlob,
 // PrivateBlob), which load only in the TPM that created the key. params
-// are the key's creation Parameters as saved; their Public must be the
-// key's. A zero params is allowed: Parameters then carries Public only.
-// A public area that is not AKTemplate's kind of key is refused.
+// are the key's creation Parameters as saved: their Public must be the
+// key's, and their creation attestation must name the key and the
+// creation data (the signature is left to the verifier). A zero params is
+// allowed: Parameters then carries Public only. A public area that is not
+// AKTemplate's kind of key is refused.
 func (t *TPM) LoadAK(pub, priv []byte, params api.AKParameters) (*AK, error) {
 	p, err := tpm2.Unmarshal[tpm2.TPM2BPublic](pub)
 	if err != nil {
@@ -135,6 +138,11 @@ func (t *TPM) LoadAK(pub, priv []byte, params api.AKParameters) (*AK, error) {
 	} else if !bytes.Equal(params.Public, p.Bytes()) {
 		return nil, errors.New("tpm: attestation key parameters are for another key")
 	}
+	if params.CreateAttestation != nil {
+		if err := checkCreation(p, params); err != nil {
+			return nil, err
+		}
+	}
 	a := &AK{tpm: t, pubB: clone(pub), privB: clone(priv), params: params}
 	_, err = t.exec(func(tt transport.TPM) (any, error) {
 		return nil, withSRK(tt, func(srk tpm2.AuthHandle) error {
@@ -145,6 +153,34 @@ func (t *TPM) LoadAK(pub, priv []byte, params api.AKParameters) (*AK, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// checkCreation checks that saved creation parameters are about the key
+// pub: the attestation is a creation attestation naming pub and hashing
+// CreateData.
+func checkCreation(pub *tpm2.TPM2BPublic, params api.AKParameters) error {
+	bad := errors.New("tpm: attestation key parameters are not about this key")
+	area, err := pub.Contents()
+	if err != nil {
+		return fmt.Errorf("tpm: attestation key public blob: %w", err)
+	}
+	name, err := tpm2.ObjectName(area)
+	if err != nil {
+		return fmt.Errorf("tpm: attestation key public blob: %w", err)
+	}
+	att, err := tpm2.Unmarshal[tpm2.TPMSAttest](params.CreateAttestation)
+	if err != nil || att.Type != tpm2.TPMSTAttestCreation {
+		return bad
+	}
+	info, err := att.Attested.Creation()
+	if err != nil {
+		return bad
+	}
+	sum := sha256.Sum256(params.CreateData)
+	if !bytes.Equal(info.ObjectName.Buffer, name.Buffer) || !bytes.Equal(info.CreationHash.Buffer, sum[:]) {
+		return bad
+	}
+	return nil
 }
 
 func checkAK(p *tpm2.TPMTPublic) error {
