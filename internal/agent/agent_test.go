@@ -17,6 +17,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
 	"github.com/bulwark-iot/bulwark/internal/agent/state"
 	"github.com/bulwark-iot/bulwark/internal/api"
+	"github.com/bulwark-iot/bulwark/internal/healthdef"
 )
 
 func newServer(t *testing.T) *agenttest.Server {
@@ -172,7 +173,7 @@ func TestEnrollCheckinCommands(t *testing.T) {
 	if d.Proto != "HTTP/2.0" {
 		t.Errorf("device API spoken over %s, want HTTP/2.0", d.Proto)
 	}
-	if ci.Health.Status == "" || len(ci.Health.Checks) != 3 {
+	if ci.Health.Status == "" || len(ci.Health.Checks) != len(healthdef.CheckNames()) {
 		t.Errorf("check-in health = %+v", ci.Health)
 	}
 

@@ -14,6 +14,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
 	"github.com/bulwark-iot/bulwark/internal/agent/state"
 	"github.com/bulwark-iot/bulwark/internal/api"
+	"github.com/bulwark-iot/bulwark/internal/healthdef"
 )
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -181,7 +182,7 @@ func TestEnrollRunStatus(t *testing.T) {
 	}
 	code, stdout, _ = run(t, "health", "--json", "--state", dir)
 	var h api.Health
-	if err := json.Unmarshal([]byte(stdout), &h); err != nil || len(h.Checks) != 3 {
+	if err := json.Unmarshal([]byte(stdout), &h); err != nil || len(h.Checks) != len(healthdef.CheckNames()) {
 		t.Errorf("health --json = %q (%v)", stdout, err)
 	}
 	if want := map[string]int{api.HealthHealthy: 0, api.HealthDegraded: 3, api.HealthUnhealthy: 3, api.HealthUnknown: 3}[h.Status]; code != want {
