@@ -295,6 +295,26 @@ var openAPIWireTypes = []struct {
 	{typ: reflect.TypeFor[api.CommandStatus](), response: true},
 	{typ: reflect.TypeFor[api.Whoami](), response: true},
 	{typ: reflect.TypeFor[api.UpdateStatus](), response: false},
+	{typ: reflect.TypeFor[api.TPMEnrollment](), response: false},
+	{typ: reflect.TypeFor[api.AKParameters](), response: false},
+	{typ: reflect.TypeFor[api.CertifyParameters](), response: false},
+	{typ: reflect.TypeFor[api.ActivationAnswer](), response: false},
+	{typ: reflect.TypeFor[api.ActivationChallenge](), response: true},
+	{typ: reflect.TypeFor[api.PCRValue](), response: false},
+	{typ: reflect.TypeFor[api.FileMeasurement](), response: false},
+	{typ: reflect.TypeFor[api.Evidence](), response: false},
+	{typ: reflect.TypeFor[api.TrustVector](), response: true},
+	{typ: reflect.TypeFor[api.AttestationResult](), response: true},
+	{typ: reflect.TypeFor[api.AttestNonce](), response: true},
+	{typ: reflect.TypeFor[api.AttestRequest](), response: true},
+	{typ: reflect.TypeFor[api.AttestationList](), response: true},
+	{typ: reflect.TypeFor[api.SignedHealthReport](), response: false},
+	{typ: reflect.TypeFor[api.HealthReportView](), response: true},
+	{typ: reflect.TypeFor[api.HealthReportList](), response: true},
+	{typ: reflect.TypeFor[api.TrustUpdate](), response: false},
+	{typ: reflect.TypeFor[api.EKRegistration](), response: false},
+	{typ: reflect.TypeFor[api.EKRegistrationCreate](), response: false},
+	{typ: reflect.TypeFor[api.EKRegistrationList](), response: true},
 	{typ: reflect.TypeFor[api.Release](), response: true},
 	{typ: reflect.TypeFor[api.VersionFloor](), response: false},
 	{typ: reflect.TypeFor[api.DeploymentCreate](), response: false},
@@ -415,6 +435,12 @@ func openAPICheckProp(p map[string]any, t reflect.Type) error {
 		want = "integer"
 	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
 		want = "number"
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		// encoding/json writes []byte as a base64 string.
+		if p["format"] != "byte" {
+			return fmt.Errorf("Go type []byte needs type string with format byte")
+		}
+		want = "string"
 	case t.Kind() == reflect.Slice:
 		if typ != "array" {
 			return fmt.Errorf("type %q, but the Go type is %s", typ, t)

@@ -5,10 +5,15 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"math/big"
 	"testing"
+	"time"
 
 	"github.com/google/go-attestation/attest"
 	"github.com/google/go-tpm/tpm2"
@@ -239,6 +244,19 @@ func TestAKPersistReload(t *testing.T) {
 		a.Close()
 		t.Error("AK loaded with another AK's parameters")
 	}
+	mixed := other.Parameters()
+	mixed.Public = params.Public
+	if a, err := tp.LoadAK(pub, priv, mixed); err == nil {
+		a.Close()
+		t.Error("AK loaded with another AK's creation attestation")
+	}
+	mixed = params
+	mixed.CreateData = bytes.Clone(params.CreateData)
+	mixed.CreateData[len(mixed.CreateData)-1] ^= 1
+	if a, err := tp.LoadAK(pub, priv, mixed); err == nil {
+		a.Close()
+		t.Error("AK loaded with altered creation data")
+	}
 	k := newKey(t, tp)
 	if a, err := tp.LoadAK(k.PublicBlob(), k.PrivateBlob(), api.AKParameters{}); err == nil {
 		a.Close()
@@ -461,4 +479,63 @@ func eccPublic(t *testing.T, b []byte) *ecdsa.PublicKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// ekCertFor issues a certificate for an EK public key from a throwaway
+// CA, as a TPM vendor does, padded with a large extension so that reading
+// it takes several TPM2_NV_Read commands.
+func ekCertFor(t *testing.T, pub crypto.PublicKey) []byte {
+	t.Helper()
+	ca, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "EK"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Value: bytes.Repeat([]byte{0x04}, 1200)}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// TestEKCertificateNV: an EK certificate provisioned in NV is read back
+// whole, without the padding that some TPMs leave after it, from the
+// index for the EK's algorithm.
+func TestEKCertificateNV(t *testing.T) {
+	for _, ecc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "RSA", true: "ECC"}[ecc], func(t *testing.T) {
+			tp := openSim(t)
+			idx, other := uint32(tpm.NVIndexRSAEKCert), uint32(tpm.NVIndexECCEKCert)
+			if ecc {
+				tpm.UseECCEK(tp)
+				idx, other = other, idx
+			}
+			ek := readEK(t, tp)
+			der := ekCertFor(t, ek.Public)
+			// The certificate at the other algorithm's index (for another
+			// key) is not the one returned.
+			stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err := tpm.WriteNV(tp, other, ekCertFor(t, &stranger.PublicKey)); err != nil {
+				t.Fatal(err)
+			}
+			if err := tpm.WriteNV(tp, idx, append(bytes.Clone(der), make([]byte, 100)...)); err != nil {
+				t.Fatal(err)
+			}
+			got := readEK(t, tp)
+			if !bytes.Equal(got.Certificate, der) {
+				t.Fatalf("EK certificate: read %d bytes, want the %d of the certificate", len(got.Certificate), len(der))
+			}
+			cert, err := x509.ParseCertificate(got.Certificate)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(got.Public) {
+				t.Error("the certificate is not for the EK")
+			}
+		})
+	}
 }

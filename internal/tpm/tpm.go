@@ -1,5 +1,5 @@
-// Package tpm gives the agent access to a TPM 2.0 and keeps its device key
-// inside it.
+// Package tpm gives the agent access to a TPM 2.0, keeps its device key
+// inside it, and performs the agent's side of TPM attestation.
 //
 // # Backends
 //
@@ -19,7 +19,7 @@
 //
 // A TPM executes one command at a time, and a transport carries one
 // command/response pair at a time, so every command sent through a *TPM is
-// serialized by a mutex. A *TPM and the Keys made from it are safe for
+// serialized by a mutex. A *TPM and the Keys and AKs made from it are safe for
 // concurrent use; a signature waits for any command in flight. Real TPMs
 // sign in the order of 100 ms, so callers should reuse TLS sessions rather
 // than sign per request.
@@ -28,12 +28,40 @@
 // TPM_RC_TESTING (swtpm does so for the first ECDSA signature, while it
 // self-tests the algorithm) are resent with backoff on every backend.
 //
+// # Attestation
+//
+// The byte fields this package produces (api.AKParameters,
+// api.CertifyParameters, api.Evidence) are TPM wire structures exactly as
+// github.com/google/go-attestation reads them on the server; the package
+// builds them with go-tpm's tpm2 package and does not link go-attestation
+// (its tests verify every structure with it). The flows:
+//
+//   - Enrolment. CreateDeviceKey and CreateAK create the device key and a
+//     restricted ECDSA P-256 attestation key (AK) under the storage root
+//     key; the AK certifies its own creation (TPM2_CertifyCreation).
+//     Enrollment gathers the endorsement key (EK: public key and the
+//     vendor's certificate from NV), the AK's Parameters and the device
+//     key certified by the AK (AK.Certify, TPM2_Certify). Persist the
+//     blobs of both keys and the AK's Parameters (LoadAK checks them).
+//   - Activation. The server answers with a credential encrypted to the EK
+//     and bound to the AK's name; AK.ActivateCredential decrypts it inside
+//     the TPM (TPM2_ActivateCredential, the EK authorized with
+//     TPM2_PolicySecret on the endorsement hierarchy), which proves the AK
+//     lives in the TPM that owns the EK.
+//   - Attestation. AK.Quote signs the SHA-256 PCR bank with the server's
+//     nonce (TPM2_Quote) and returns the PCR values with it; Platform adds
+//     the measured-boot event log, the IMA list and the SecureBoot state.
+//     ExtendPCR emulates measured boot in tests.
+//
 // # Object slots
 //
-// TPMs (and especially the simulator) hold only a few transient objects.
-// The storage root key is created, used and flushed within each
-// CreateDeviceKey / LoadDeviceKey call; a Key holds one slot until its
-// Close.
+// TPMs (and especially the simulator, which holds three) hold only a few
+// transient objects. The storage root key is created, used and flushed
+// within each CreateDeviceKey / LoadDeviceKey / CreateAK / LoadAK call,
+// and the endorsement key within each EK, Enrollment and
+// ActivateCredential call; a Key or an AK holds one slot until its Close.
+// With the device key and the AK loaded, one slot remains, which these
+// calls need.
 package tpm
 
 import (
