@@ -20,7 +20,10 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // DeviceView converts a stored device for the admin API.
 func (s *Server) DeviceView(d *store.Device, detail bool) api.Device {
 	out := api.Device{ID: d.ID, Status: d.Status, Group: d.Group, Hostname: d.Hostname, KeyAssurance: d.KeyAssurance,
-		EnrolledAt: d.EnrolledAt, HealthStatus: d.HealthStatus}
+		EnrolledAt: d.EnrolledAt, HealthStatus: d.HealthStatus, Trust: d.Trust}
+	if out.KeyAssurance == "tpm" {
+		out.KeyAssurance = api.AssuranceSoftware // self-reported before TPM enrolment existed: not proven
+	}
 	if !d.LastSeen.IsZero() {
 		ls := d.LastSeen
 		out.LastSeen = &ls
@@ -162,7 +165,14 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.DeviceView(d, true))
+	out := s.DeviceView(d, true)
+	if out.Attestation, err = s.latestAttestation(r, d.ID); err != nil {
+		return internal(err)
+	}
+	if out.HealthReport, err = s.latestHealthReport(r, d.ID); err != nil {
+		return internal(err)
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -37,6 +37,7 @@ type deviceCtx struct {
 	serial string
 	group  string
 	cert   *x509.Certificate
+	trust  string
 }
 
 type deviceKey struct{}
@@ -80,7 +81,10 @@ func (s *Server) requireDevice(next handlerFunc) handlerFunc {
 		if a.CertSerial != serial {
 			return errf(http.StatusUnauthorized, "certificate_superseded", "this certificate was replaced by a newer one for the device")
 		}
-		dc := &deviceCtx{id: ca.deviceID, serial: serial, group: a.Group, cert: cert}
+		if a.Trust == api.TrustQuarantined && !quarantineAllowed[r.URL.Path] {
+			return errf(http.StatusForbidden, "device_quarantined", "this device is quarantined after a failed attestation: only health, attestation, event and update traffic is allowed")
+		}
+		dc := &deviceCtx{id: ca.deviceID, serial: serial, group: a.Group, cert: cert, trust: a.Trust}
 		return next(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, dc)))
 	}
 }
@@ -116,6 +120,12 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 		s.audit(r.Context(), auditRecord{actor: "device", action: "device.enroll", remote: ip, outcome: "refused: " + e.Code})
 		return e
 	}
+	switch {
+	case req.TPM != nil:
+		return s.enrollTPMStart(w, r, &req, fail)
+	case req.Activation != nil:
+		return s.enrollTPMFinish(w, r, &req, fail)
+	}
 	tokID, hash, err := auth.ParseSecretToken(auth.PrefixEnrolmentToken, req.Token)
 	if err != nil {
 		return fail(errf(http.StatusUnauthorized, "invalid_token", "the enrolment token is malformed"))
@@ -133,9 +143,8 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 		ID: pki.NewDeviceID(), Status: api.DeviceActive, Group: tok.Group, KeyAssurance: "software",
 		EnrolledAt: now,
 	}
-	if req.KeyAssurance != "" {
-		d.KeyAssurance = req.KeyAssurance
-	}
+	// A key_assurance the agent claims is not evidence: only a TPM
+	// enrolment (credential activation) makes a device "hardware".
 	if req.Inventory != nil {
 		d.Hostname = req.Inventory.Hostname
 		b, _ := json.Marshal(req.Inventory)
@@ -298,13 +307,19 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		return internal(err)
 	}
 	lifetime := dc.cert.NotAfter.Sub(dc.cert.NotBefore)
-	writeJSON(w, http.StatusOK, api.CheckinResponse{
+	resp := api.CheckinResponse{
 		ServerTime:       now.UTC(),
 		CheckinInterval:  int(s.cfg.CheckinInterval / time.Second),
 		Commands:         cmds,
 		Update:           update,
 		RenewCertificate: dc.cert.NotAfter.Sub(now) < lifetime/3,
-	})
+		Trust:            dc.trust,
+	}
+	if n := s.attestDue(r.Context(), dc.id, now); n != nil {
+		resp.AttestNonce = n
+		resp.AttestInterval = int(s.cfg.Attestation.Interval / time.Second)
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 
