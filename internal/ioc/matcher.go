@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
+	"unsafe"
 )
 
 // Matcher answers whether an observation matches an indicator. It is an
 // immutable snapshot, safe for concurrent use; build a new one (or use a
 // Set) when the indicators change.
 //
-// Exact addresses, domains, URLs and hashes are looked up in hash maps; CIDR
+// Exact addresses, domains, URLs and hashes are looked up in hash tables; CIDR
 // prefixes are flattened into sorted, disjoint ranges searched by binary
 // search, each range pointing at its most specific prefix. Expired
 // indicators never match: expiry is checked at match time against the
@@ -24,15 +26,17 @@ type Matcher struct {
 	exp  []int64 // Expires as Unix nanoseconds; 0 = never
 	next []int32 // next indicator with the same key; -1 ends the chain
 
-	ip4     map[uint32]int32
-	ip6     map[u128]int32
+	h       hasher
+	ip4     table[uint32]
+	ip6     table[u128]
 	cidr4   rangeTable
 	cidr6   rangeTable
-	domains map[string]int32
+	domains table[string]
+	labels  [2]uint64 // bit n: some domain indicator has n labels (n < 128)
 	urls    map[string]int32
-	sha256  map[[32]byte]int32
-	sha1    map[[20]byte]int32
-	md5     map[[16]byte]int32
+	sha256  table[[32]byte]
+	sha1    table[[20]byte]
+	md5     table[[16]byte]
 }
 
 type u128 struct{ hi, lo uint64 }
@@ -75,6 +79,9 @@ func addr4Key(a netip.Addr) uint32 {
 // use starts4, IPv6 tables starts6.
 type rangeTable struct {
 	starts4 []uint32
+	// idx4[t] is the index of the first range starting at or after t<<16,
+	// so a lookup only searches the ranges starting in its /16.
+	idx4    []uint32
 	starts6 []u128
 	ids     []int32
 	head    []int32 // per prefix: first indicator
@@ -145,6 +152,14 @@ func (t *rangeTable) build(ps []prefixEntry, v4 bool, max u128) {
 		for i, s := range starts {
 			t.starts4[i] = uint32(s.lo)
 		}
+		t.idx4 = make([]uint32, 1<<16+1)
+		j := 0
+		for b := 0; b <= 1<<16; b++ {
+			for j < len(t.starts4) && uint64(t.starts4[j]) < uint64(b)<<16 {
+				j++
+			}
+			t.idx4[b] = uint32(j)
+		}
 	} else {
 		t.starts6 = slices.Clip(starts)
 	}
@@ -153,7 +168,8 @@ func (t *rangeTable) build(ps []prefixEntry, v4 bool, max u128) {
 // lookup4 returns the most specific prefix containing x, or -1.
 func (t *rangeTable) lookup4(x uint32) int32 {
 	s := t.starts4
-	lo, hi := 0, len(s) // find the first start > x
+	b := x >> 16
+	lo, hi := int(t.idx4[b]), int(t.idx4[b+1]) // find the first start > x
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		if s[m] <= x {
@@ -192,17 +208,12 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 		now = time.Now
 	}
 	m := &Matcher{
-		now:     now,
-		inds:    make([]Indicator, 0, len(inds)),
-		exp:     make([]int64, 0, len(inds)),
-		next:    make([]int32, 0, len(inds)),
-		ip4:     map[uint32]int32{},
-		ip6:     map[u128]int32{},
-		domains: map[string]int32{},
-		urls:    map[string]int32{},
-		sha256:  map[[32]byte]int32{},
-		sha1:    map[[20]byte]int32{},
-		md5:     map[[16]byte]int32{},
+		now:  now,
+		inds: make([]Indicator, 0, len(inds)),
+		exp:  make([]int64, 0, len(inds)),
+		next: make([]int32, 0, len(inds)),
+		h:    newHasher(),
+		urls: map[string]int32{},
 	}
 	if len(inds) > 1<<31-1 {
 		return nil, fmt.Errorf("ioc: build matcher: %d indicators: %w", len(inds), ErrTooLarge)
@@ -212,6 +223,14 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 		id := int32(len(m.inds))
 		var head int32 = -1
 		var ok bool
+		var exp int64
+		if !in.Expires.IsZero() {
+			exp = in.Expires.UnixNano()
+			if exp == 0 {
+				exp = 1
+			}
+		}
+		canExpire := exp != 0
 		bad := func() (*Matcher, error) {
 			return nil, fmt.Errorf("ioc: build matcher: indicator %d: invalid %s value %q", i, clip(string(in.Type)), clip(in.Value))
 		}
@@ -234,12 +253,10 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 			switch {
 			case p.IsSingleIP() && p.Addr().Is4():
 				k := addr4Key(p.Addr())
-				head, ok = m.ip4[k]
-				m.ip4[k] = id
+				head, ok = m.ip4.put(m.h.u32(k), k, id, canExpire)
 			case p.IsSingleIP():
 				k := addrKey(p.Addr())
-				head, ok = m.ip6[k]
-				m.ip6[k] = id
+				head, ok = m.ip6.put(m.h.u128(k), k, id, canExpire)
 			default:
 				head, ok = pfx[p]
 				pfx[p] = id
@@ -249,8 +266,10 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 			if !valid {
 				return bad()
 			}
-			head, ok = m.domains[d]
-			m.domains[d] = id
+			head, ok = m.domains.put(m.h.str(d), d, id, canExpire)
+			if n := strings.Count(d, ".") + 1; n < 128 {
+				m.labels[n/64] |= 1 << (n % 64)
+			}
 		case TypeURL:
 			u, err := NormalizeURL(in.Value)
 			if err != nil {
@@ -263,34 +282,24 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 			if !decodeHex(k[:], in.Value) {
 				return bad()
 			}
-			head, ok = m.sha256[k]
-			m.sha256[k] = id
+			head, ok = m.sha256.put(m.h.digest(k[:]), k, id, canExpire)
 		case TypeSHA1:
 			var k [20]byte
 			if !decodeHex(k[:], in.Value) {
 				return bad()
 			}
-			head, ok = m.sha1[k]
-			m.sha1[k] = id
+			head, ok = m.sha1.put(m.h.digest(k[:]), k, id, canExpire)
 		case TypeMD5:
 			var k [16]byte
 			if !decodeHex(k[:], in.Value) {
 				return bad()
 			}
-			head, ok = m.md5[k]
-			m.md5[k] = id
+			head, ok = m.md5.put(m.h.digest(k[:]), k, id, canExpire)
 		default:
 			return bad()
 		}
 		if !ok {
 			head = -1
-		}
-		var exp int64
-		if !in.Expires.IsZero() {
-			exp = in.Expires.UnixNano()
-			if exp == 0 {
-				exp = 1
-			}
 		}
 		m.inds = append(m.inds, in)
 		m.exp = append(m.exp, exp)
@@ -338,9 +347,15 @@ type matchCtx struct {
 	nowSet bool
 }
 
-func (c *matchCtx) chain(dst []Indicator, id int32) []Indicator {
+// chain appends the live indicators of the chain starting at id; exp tells
+// whether any of them can expire (if not, expiry times are not read).
+func (c *matchCtx) chain(dst []Indicator, id int32, exp bool) []Indicator {
 	m := c.m
 	for ; id >= 0; id = m.next[id] {
+		if !exp {
+			dst = append(dst, m.inds[id])
+			continue
+		}
 		if e := m.exp[id]; e != 0 {
 			if !c.nowSet {
 				c.now, c.nowSet = m.now().UnixNano(), true
@@ -370,27 +385,27 @@ func (m *Matcher) AppendIP(dst []Indicator, a netip.Addr) []Indicator {
 	var id int32
 	if a.Is4() {
 		k := addr4Key(a)
-		if head, ok := m.ip4[k]; ok {
-			dst = c.chain(dst, head)
+		if head, exp, ok := m.ip4.get(m.h.u32(k), k); ok {
+			dst = c.chain(dst, head, exp)
 		}
 		if len(m.cidr4.starts4) == 0 {
 			return dst
 		}
 		id = m.cidr4.lookup4(k)
 		for ; id >= 0; id = m.cidr4.parent[id] {
-			dst = c.chain(dst, m.cidr4.head[id])
+			dst = c.chain(dst, m.cidr4.head[id], true)
 		}
 		return dst
 	}
 	k := addrKey(a)
-	if head, ok := m.ip6[k]; ok {
-		dst = c.chain(dst, head)
+	if head, exp, ok := m.ip6.get(m.h.u128(k), k); ok {
+		dst = c.chain(dst, head, exp)
 	}
 	if len(m.cidr6.starts6) == 0 {
 		return dst
 	}
 	for id = m.cidr6.lookup6(k); id >= 0; id = m.cidr6.parent[id] {
-		dst = c.chain(dst, m.cidr6.head[id])
+		dst = c.chain(dst, m.cidr6.head[id], true)
 	}
 	return dst
 }
@@ -411,23 +426,33 @@ func (m *Matcher) AppendDomain(dst []Indicator, name string) []Indicator {
 	}
 	var buf [253]byte
 	b := buf[:len(name)]
+	labels := 1
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
+		} else if c == '.' {
+			labels++
 		}
 		b[i] = c
 	}
 	c := matchCtx{m: m}
+	// Look up name and each parent, skipping label counts no indicator has.
 	for {
-		if head, ok := m.domains[string(b)]; ok {
-			dst = c.chain(dst, head)
+		if labels < 128 && m.labels[labels/64]&(1<<(labels%64)) != 0 {
+			// b lives on this stack frame and is not changed while k is
+			// in use; the table only compares k, never keeps it.
+			k := unsafe.String(&b[0], len(b))
+			if head, exp, ok := m.domains.get(m.h.str(k), k); ok {
+				dst = c.chain(dst, head, exp)
+			}
 		}
 		i := bytes.IndexByte(b, '.')
 		if i < 0 {
 			return dst
 		}
 		b = b[i+1:]
+		labels--
 	}
 }
 
@@ -440,7 +465,7 @@ func (m *Matcher) MatchURL(rawURL string) []Indicator {
 	}
 	c := matchCtx{m: m}
 	if head, ok := m.urls[u]; ok {
-		return c.chain(nil, head)
+		return c.chain(nil, head, true)
 	}
 	return nil
 }
@@ -454,26 +479,26 @@ func (m *Matcher) MatchHash(digest string) []Indicator { return m.AppendHash(nil
 func (m *Matcher) AppendHash(dst []Indicator, digest string) []Indicator {
 	c := matchCtx{m: m}
 	var head int32
-	var ok bool
+	var exp, ok bool
 	switch len(digest) {
 	case 64:
 		var k [32]byte
 		if decodeHex(k[:], digest) {
-			head, ok = m.sha256[k]
+			head, exp, ok = m.sha256.get(m.h.digest(k[:]), k)
 		}
 	case 40:
 		var k [20]byte
 		if decodeHex(k[:], digest) {
-			head, ok = m.sha1[k]
+			head, exp, ok = m.sha1.get(m.h.digest(k[:]), k)
 		}
 	case 32:
 		var k [16]byte
 		if decodeHex(k[:], digest) {
-			head, ok = m.md5[k]
+			head, exp, ok = m.md5.get(m.h.digest(k[:]), k)
 		}
 	}
 	if !ok {
 		return dst
 	}
-	return c.chain(dst, head)
+	return c.chain(dst, head, exp)
 }
