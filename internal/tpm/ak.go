@@ -343,6 +343,9 @@ func unsized(b []byte) ([]byte, error) {
 // qualifyingData (a nonce, up to 64 bytes) may be nil. key must be loaded
 // in the same TPM as the AK.
 func (a *AK) Certify(key *Key, qualifyingData []byte) (*api.CertifyParameters, error) {
+	if key == nil {
+		return nil, errors.New("tpm: certifying: no device key")
+	}
 	if key.tpm != a.tpm {
 		return nil, errors.New("tpm: certifying: the device key is in another TPM")
 	}

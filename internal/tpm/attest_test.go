@@ -539,3 +539,59 @@ func TestEKCertificateNV(t *testing.T) {
 		})
 	}
 }
+
+// TestPersistedEK: an EK persisted at the TCG handle is used when it was
+// made from the EK template, and ignored when it is some other key.
+func TestPersistedEK(t *testing.T) {
+	for _, ecc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "RSA", true: "ECC"}[ecc], func(t *testing.T) {
+			tp := openSim(t)
+			tmpl, wrongTmpl, handle := tpm2.RSAEKTemplate, tpm2.RSASRKTemplate, uint32(0x81010001)
+			if ecc {
+				tpm.UseECCEK(tp)
+				tmpl, wrongTmpl, handle = tpm2.ECCEKTemplate, tpm2.ECCSRKTemplate, 0x81010002
+			}
+			want := readEK(t, tp).Public.(interface{ Equal(crypto.PublicKey) bool })
+			ak := newAK(t, tp)
+
+			// Another key at the EK's handle is not taken for the EK.
+			wrong, err := tpm.PersistPrimary(tp, wrongTmpl, handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want.Equal(wrong) {
+				t.Fatal("the wrong template made the EK")
+			}
+			if got := readEK(t, tp).Public; !want.Equal(got) {
+				t.Fatal("EK() returned the persisted non-EK key")
+			}
+			if err := activate(t, ak, want); err != nil {
+				t.Fatalf("ActivateCredential beside a persisted non-EK: %v", err)
+			}
+
+			// The real EK persisted: same key, and activation works with it.
+			persisted, err := tpm.PersistPrimary(tp, tmpl, handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !want.Equal(persisted) {
+				t.Fatal("the persisted EK is another key")
+			}
+			if got := readEK(t, tp).Public; !want.Equal(got) {
+				t.Fatal("EK() with a persisted EK returned another key")
+			}
+			if err := activate(t, ak, want); err != nil {
+				t.Fatalf("ActivateCredential with the persisted EK: %v", err)
+			}
+
+			// With an endorsement hierarchy password no EK can be created
+			// with an empty one, so this read can only be the persisted EK's.
+			if err := tpm.SetEndorsementAuth(tp, []byte("owner set this")); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := tp.EK(); err != nil || !want.Equal(got.Public) {
+				t.Fatalf("EK() did not use the persisted EK: %v", err)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto"
 	"errors"
 	"fmt"
@@ -33,22 +34,64 @@ type EK struct {
 // defaultEKTemplates are the TCG default EK templates, RSA first.
 var defaultEKTemplates = []tpm2.TPMTPublic{tpm2.RSAEKTemplate, tpm2.ECCEKTemplate}
 
-// ek is an endorsement key created in the TPM; flush it after use.
+// Persistent handles where the OS or the vendor may have stored the EK
+// (TCG TPM v2.0 Provisioning Guidance, section 7.8).
+const (
+	persistentRSAEK = 0x81010001
+	persistentECCEK = 0x81010002
+)
+
+// ek is an endorsement key in the TPM; flush it after use.
 type ek struct {
-	handle tpm2.TPMHandle
-	name   tpm2.TPM2BName
-	public crypto.PublicKey
-	nv     tpm2.TPMHandle // certificate index
+	handle     tpm2.TPMHandle
+	name       tpm2.TPM2BName
+	public     crypto.PublicKey
+	nv         tpm2.TPMHandle // certificate index
+	persistent bool
 }
 
 func (e *ek) flush(tt transport.TPM) {
-	tpm2.FlushContext{FlushHandle: e.handle}.Execute(tt)
+	if !e.persistent {
+		tpm2.FlushContext{FlushHandle: e.handle}.Execute(tt)
+	}
 }
 
-// createEK creates the endorsement key from the first template the TPM
-// accepts. The key is the same each time for the same TPM (it is derived
-// from the endorsement primary seed), so the key the server encrypted a
-// credential to can be recreated for ActivateCredential.
+// persistedEK returns the EK stored at the TCG's persistent handle for
+// tmpl's algorithm, when there is one made from tmpl, or nil. Using it
+// spares the TPM generating the key (an RSA primary can take seconds on
+// real TPMs). A key there made from any other template is ignored.
+func persistedEK(tt transport.TPM, tmpl tpm2.TPMTPublic) *ek {
+	h := tpm2.TPMHandle(persistentRSAEK)
+	if tmpl.Type == tpm2.TPMAlgECC {
+		h = persistentECCEK
+	}
+	rsp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(tt)
+	if err != nil {
+		return nil
+	}
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		return nil
+	}
+	// Same template but for the unique field (the public key).
+	masked := *pub
+	masked.Unique = tmpl.Unique
+	if !bytes.Equal(tpm2.Marshal(masked), tpm2.Marshal(tmpl)) {
+		return nil
+	}
+	e := &ek{handle: h, name: rsp.Name, persistent: true}
+	if e.public, e.nv, err = ekPublic(pub); err != nil {
+		return nil
+	}
+	return e
+}
+
+// createEK gets the endorsement key of the first template the TPM
+// accepts: the persisted key when there is one (persistedEK), else a
+// primary key created from the template. The key is the same each time for
+// the same TPM (it is derived from the endorsement primary seed), so the
+// key the server encrypted a credential to can be recreated for
+// ActivateCredential.
 func (t *TPM) createEK(tt transport.TPM) (*ek, error) {
 	templates := t.ekTemplates
 	if templates == nil {
@@ -56,6 +99,9 @@ func (t *TPM) createEK(tt transport.TPM) (*ek, error) {
 	}
 	var errs []error
 	for _, tmpl := range templates {
+		if e := persistedEK(tt, tmpl); e != nil {
+			return e, nil
+		}
 		rsp, err := tpm2.CreatePrimary{
 			PrimaryHandle: tpm2.TPMRHEndorsement,
 			InPublic:      tpm2.New2B(tmpl),
@@ -109,7 +155,8 @@ func ekPublic(p *tpm2.TPMTPublic) (crypto.PublicKey, tpm2.TPMHandle, error) {
 // EK creates the endorsement key in the endorsement hierarchy from the
 // TCG default template (RSA 2048, or ECC P-256 when the TPM refuses RSA),
 // flushes it, and reads the matching EK certificate from NV when there is
-// one.
+// one. When the EK made from that template is already persisted at the
+// TCG's handle (0x81010001 RSA, 0x81010002 ECC), that key is used instead.
 func (t *TPM) EK() (*EK, error) {
 	r, err := t.exec(func(tt transport.TPM) (any, error) {
 		e, err := t.createEK(tt)

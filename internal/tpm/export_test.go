@@ -1,6 +1,8 @@
 package tpm
 
 import (
+	"crypto"
+
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 )
@@ -45,6 +47,59 @@ func WriteNV(t *TPM, idx uint32, data []byte) error {
 			}
 		}
 		return nil, nil
+	})
+	return err
+}
+
+// PersistPrimary creates a primary key from tmpl in the endorsement
+// hierarchy and makes it persistent at handle, evicting what was there,
+// as an OS or vendor provisions an EK. It returns the key's public key.
+func PersistPrimary(t *TPM, tmpl tpm2.TPMTPublic, handle uint32) (crypto.PublicKey, error) {
+	r, err := t.exec(func(tt transport.TPM) (any, error) {
+		ph := tpm2.TPMHandle(handle)
+		if old, err := (tpm2.ReadPublic{ObjectHandle: ph}).Execute(tt); err == nil {
+			if _, err := (tpm2.EvictControl{
+				Auth:             tpm2.TPMRHOwner,
+				ObjectHandle:     tpm2.NamedHandle{Handle: ph, Name: old.Name},
+				PersistentHandle: ph,
+			}).Execute(tt); err != nil {
+				return nil, err
+			}
+		}
+		rsp, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(tmpl)}.Execute(tt)
+		if err != nil {
+			return nil, err
+		}
+		defer tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(tt)
+		if _, err := (tpm2.EvictControl{
+			Auth:             tpm2.TPMRHOwner,
+			ObjectHandle:     tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name},
+			PersistentHandle: ph,
+		}).Execute(tt); err != nil {
+			return nil, err
+		}
+		pub, err := rsp.OutPublic.Contents()
+		if err != nil {
+			return nil, err
+		}
+		k, _, err := ekPublic(pub)
+		return k, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// SetEndorsementAuth sets the endorsement hierarchy's password (empty
+// before), after which no primary key can be created there with an empty
+// one.
+func SetEndorsementAuth(t *TPM, auth []byte) error {
+	_, err := t.exec(func(tt transport.TPM) (any, error) {
+		return tpm2.HierarchyChangeAuth{
+			AuthHandle: tpm2.TPMRHEndorsement,
+			NewAuth:    tpm2.TPM2BAuth{Buffer: auth},
+		}.Execute(tt)
 	})
 	return err
 }
