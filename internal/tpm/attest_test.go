@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -593,5 +594,58 @@ func TestPersistedEK(t *testing.T) {
 				t.Fatalf("EK() did not use the persisted EK: %v", err)
 			}
 		})
+	}
+}
+
+// TestConcurrentAttestation: quotes, certifications, activations and
+// device key signatures from many goroutines are serialized, without
+// deadlock between the AK's, the key's and the TPM's locks.
+func TestConcurrentAttestation(t *testing.T) {
+	tp := openSim(t)
+	ak := newAK(t, tp)
+	k := newKey(t, tp)
+	ekPub := readEK(t, tp).Public
+	akPub, err := attest.ParseAKPublic(ak.Parameters().Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			var err error
+			switch i % 4 {
+			case 0:
+				nonce := []byte{byte(i)}
+				var ev *api.Evidence
+				if ev, err = ak.Quote(nonce, []int{0, 7}); err == nil {
+					err = akPub.Verify(attest.Quote{Quote: ev.Quote, Signature: ev.Signature}, attestPCRs(ev.PCRs), nonce)
+				}
+			case 1:
+				var c *api.CertifyParameters
+				if c, err = ak.Certify(k, nil); err == nil {
+					cp := certParams(c)
+					err = cp.Verify(attest.VerifyOpts{Public: akPub.Public, Hash: crypto.SHA256})
+				}
+			case 2:
+				ap := attest.ActivationParameters{EK: ekPub, AK: attestParams(ak.Parameters())}
+				secret, ec, gerr := ap.Generate()
+				if err = gerr; err == nil {
+					var got []byte
+					if got, err = ak.ActivateCredential(ec.Credential, ec.Secret); err == nil && !bytes.Equal(got, secret) {
+						err = fmt.Errorf("activated %x, want %x", got, secret)
+					}
+				}
+			case 3:
+				sum := sha256.Sum256([]byte{byte(i)})
+				_, err = k.Sign(nil, sum[:], crypto.SHA256)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
