@@ -119,8 +119,8 @@ func (t *TPM) CreateAK() (*AK, error) {
 
 // LoadAK loads an attestation key from its blobs (PublicBlob,
 // PrivateBlob), which load only in the TPM that created the key. params
-// are the key's creation Parameters as saved: their Public must be the
-// key's, and their creation attestation must name the key and the
+// are the key's creation Parameters as saved: their Public, when set, must
+// be the key's, and their creation attestation must name the key and the
 // creation data (the signature is left to the verifier). A zero params is
 // allowed: Parameters then carries Public only. A public area that is not
 // AKTemplate's kind of key is refused.
@@ -134,7 +134,7 @@ func (t *TPM) LoadAK(pub, priv []byte, params api.AKParameters) (*AK, error) {
 		return nil, fmt.Errorf("tpm: attestation key private blob: %w", err)
 	}
 	if params.Public == nil {
-		params = api.AKParameters{Public: clone(p.Bytes())}
+		params.Public = clone(p.Bytes())
 	} else if !bytes.Equal(params.Public, p.Bytes()) {
 		return nil, errors.New("tpm: attestation key parameters are for another key")
 	}

@@ -221,20 +221,11 @@ func LoadTPMAK(dir string, dev *tpmdev.TPM) (*tpmdev.AK, error) {
 	if pub == nil || priv == nil {
 		return nil, fmt.Errorf("reading TPM attestation key %s: want %q and %q PEM blocks", p, pemTPMPublic, pemTPMPrivate)
 	}
-	var params api.AKParameters
-	if blocks[pemTPMAttest] != nil {
-		// Public is the TPMT_PUBLIC inside the TPM2B_PUBLIC blob.
-		if len(pub) < 2 {
-			return nil, fmt.Errorf("reading TPM attestation key %s: short public blob", p)
-		}
-		params = api.AKParameters{
-			Public:            pub[2:],
-			CreateData:        blocks[pemTPMCreationData],
-			CreateAttestation: blocks[pemTPMAttest],
-			CreateSignature:   blocks[pemTPMSignature],
-		}
-	}
-	ak, err := dev.LoadAK(pub, priv, params)
+	ak, err := dev.LoadAK(pub, priv, api.AKParameters{
+		CreateData:        blocks[pemTPMCreationData],
+		CreateAttestation: blocks[pemTPMAttest],
+		CreateSignature:   blocks[pemTPMSignature],
+	})
 	if err != nil {
 		return nil, fmt.Errorf("loading TPM attestation key %s: %w", p, err)
 	}
