@@ -67,11 +67,17 @@ func (d *daemon) healthReport(now time.Time) api.HealthReport {
 	d.mu.Lock()
 	id := d.st.DeviceID
 	d.mu.Unlock()
-	rep := api.HealthReport{DeviceID: id, Time: now.UTC(), Health: h, Hardening: d.hardening(now)}
+	return api.HealthReport{DeviceID: id, Time: now.UTC(), Health: h, Hardening: d.hardening(now), Files: d.integrityFiles()}
+}
+
+// integrityFiles are the integrity monitor's latest measurements, for
+// attestation evidence where the kernel has no IMA (api.Evidence.Files);
+// nil before the monitor has run or when no paths are configured.
+func (d *daemon) integrityFiles() []api.FileMeasurement {
 	if r := d.health.lastIntegrity(); r != nil {
-		rep.Files = r.Files
+		return r.Files
 	}
-	return rep
+	return nil
 }
 
 // recordAttestation keeps the server's latest appraisal of the device's

@@ -45,6 +45,8 @@ func TestHealthOfRunningAgent(t *testing.T) {
 	cfg.hardeningRoot = "hardening/testdata/weak"
 	start(t, cfg)
 	d := waitDevice(t, srv, st.DeviceID, "a check-in", func(d *agenttest.Device) bool { return len(d.Checkins) > 0 })
+	// The agent has read the answer once its status shows the success.
+	eventually(t, "the check-in's answer", func() bool { return status(t, dir).LastCheckinSuccess != nil })
 
 	h := status(t, dir).Health
 	want := map[string]string{

@@ -132,6 +132,22 @@ func Collect(opts Options) api.HardeningReport {
 	return rep
 }
 
+// SecureBoot is the UEFI Secure Boot state as attestation evidence names
+// it (api.Evidence.SecureBoot): "enabled", "disabled" or "unknown". root
+// is as in Options.
+func SecureBoot(root string) string {
+	if root == "" {
+		root = "/"
+	}
+	switch (reader{root: root}).secureBoot().Status {
+	case On:
+		return "enabled"
+	case Off:
+		return "disabled"
+	}
+	return Unknown
+}
+
 // reader reads facts under root.
 type reader struct{ root string }
 

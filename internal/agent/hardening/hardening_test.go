@@ -166,3 +166,11 @@ func TestNoEFI(t *testing.T) {
 		t.Errorf("secure boot without efivars = %+v", f)
 	}
 }
+
+func TestSecureBoot(t *testing.T) {
+	for tree, want := range map[string]string{"hardened": "enabled", "weak": "disabled", "container-arm64": "unknown"} {
+		if got := SecureBoot(filepath.Join("testdata", tree)); got != want {
+			t.Errorf("SecureBoot(%s) = %q, want %q", tree, got, want)
+		}
+	}
+}
