@@ -93,7 +93,12 @@ var Facts = []string{
 
 // Collect reads every fact and checks the binaries.
 func Collect(opts Options) api.HardeningReport {
-	r := reader{root: opts.Root}
+	return collect(opts, os.ReadFile)
+}
+
+// collect is Collect reading files with readFile.
+func collect(opts Options, readFile func(string) ([]byte, error)) api.HardeningReport {
+	r := reader{root: opts.Root, readFile: readFile}
 	if r.root == "" {
 		r.root = "/"
 	}
@@ -139,7 +144,7 @@ func SecureBoot(root string) string {
 	if root == "" {
 		root = "/"
 	}
-	switch (reader{root: root}).secureBoot().Status {
+	switch (reader{root: root, readFile: os.ReadFile}).secureBoot().Status {
 	case On:
 		return "enabled"
 	case Off:
@@ -149,10 +154,13 @@ func SecureBoot(root string) string {
 }
 
 // reader reads facts under root.
-type reader struct{ root string }
+type reader struct {
+	root     string
+	readFile func(string) ([]byte, error)
+}
 
 func (r reader) read(rel string) ([]byte, error) {
-	return os.ReadFile(filepath.Join(r.root, filepath.FromSlash(rel)))
+	return r.readFile(filepath.Join(r.root, filepath.FromSlash(rel)))
 }
 
 // unknown is a fact that could not be read.
