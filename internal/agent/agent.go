@@ -82,6 +82,10 @@ type Config struct {
 	// the agent's own (internal/agent/hardening). Empty: the agent only.
 	ManagedBinaries []string
 
+	// Events configures the security event journal and its forwarding to
+	// the server (events.go); the zero value is the default.
+	Events EventsConfig
+
 	// hardeningRoot is where the hardening facts are read; empty means
 	// "/". Tests point it at a fake tree.
 	hardeningRoot string
@@ -152,6 +156,9 @@ type daemon struct {
 	// health holds the inputs of the health checks (health.go); it has
 	// its own locks.
 	health healthState
+	// ev is the security event journal, its forwarder and the clock
+	// offset (events.go); set before the loops start.
+	ev *eventsState
 }
 
 // Run runs the agent until ctx ends, then stops the local API, the command
@@ -185,6 +192,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer func() { d.currentClient().Close() }()
+	if err := d.openEvents(); err != nil {
+		return err
+	}
+	defer d.closeEvents()
 	d.updates = &updates{d: d}
 	d.updates.resume(ctx)
 
@@ -214,6 +225,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	var cmdWG, ckWG sync.WaitGroup
 	ckWG.Go(func() { d.checkinLoop(ckCtx) })
 	cmdWG.Go(func() { d.commandLoop(cmdCtx) })
+	stopEvents := d.runEvents(base)
 
 	d.mu.Lock()
 	logger.Info("agent started", "version", Version(), "device_id", d.st.DeviceID, "server", d.st.Server,
@@ -236,6 +248,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	stopCk()
 	ckWG.Wait()
 	d.updates.wg.Wait()
+	stopEvents()
 	logger.Info("agent stopped")
 	return runErr
 }

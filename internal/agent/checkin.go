@@ -89,6 +89,7 @@ func (d *daemon) checkin(ctx context.Context) bool {
 	}
 
 	d.health.recordClock(start, time.Now(), resp.ServerTime)
+	d.observeClock(start, resp.ServerTime)
 	d.mu.Lock()
 	d.lastAttempt, d.lastSuccess, d.lastResult = start, time.Now(), "ok"
 	if d.revoked {

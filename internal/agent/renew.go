@@ -43,6 +43,7 @@ func (d *daemon) renew(ctx context.Context, forced bool) {
 		d.log.Error(msg, "err", err, "retry_after", wait)
 		return
 	}
+	d.recordRenewal(leaf)
 }
 
 func (d *daemon) renewOnce(ctx context.Context) error {

@@ -155,6 +155,7 @@ func (u *updates) run(ctx context.Context, a api.UpdateAssignment) {
 	u.lastDep = a.DeploymentID
 	u.mu.Unlock()
 	log.Info("update finished", "status", status, "detail", detail)
+	u.d.recordUpdate(a.Version, status, detail)
 	u.report(ctx, a.DeploymentID, status, detail)
 }
 
