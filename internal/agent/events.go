@@ -73,7 +73,9 @@ func (d *daemon) openEvents() error {
 	}}
 	ev.fwd, err = forward.New(forward.Config{
 		Journal: j,
-		Send:    func(ctx context.Context, b *api.EventBatch) (*api.EventBatchResponse, error) { return d.currentClient().SendEvents(ctx, b) },
+		Send: func(ctx context.Context, b *api.EventBatch) (*api.EventBatchResponse, error) {
+			return d.currentClient().SendEvents(ctx, b)
+		},
 		Signer: func() crypto.Signer {
 			if id := d.currentIdentity(); id != nil {
 				return id.Signer()

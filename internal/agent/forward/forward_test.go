@@ -2,8 +2,8 @@ package forward_test
 
 import (
 	"bytes"
-	"crypto"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/api"
@@ -87,7 +88,42 @@ type Provider interface {
 const (
 	PathStatus = "/status"
 	PathHealth = "/health"
+	PathEvents = "/events"
 )
+
+// EventsProvider is implemented by a daemon that keeps a security event
+// journal; GET PathEvents is served when the Provider implements it.
+type EventsProvider interface {
+	// Events returns up to limit journal records after seq after, or the
+	// newest limit when after is negative.
+	Events(after int64, limit int) (EventsPage, error)
+}
+
+// MaxEventsPage bounds a page of GET PathEvents.
+const MaxEventsPage = 1000
+
+// EventsPage is the answer of GET PathEvents?after=N&limit=M: event
+// envelopes (docs/events.md) oldest first. Next is the seq to pass as
+// after to follow the journal. The journal holds the records not yet
+// acknowledged by the server and the newest acknowledged ones; older ones
+// are on the server (bulwark events list).
+type EventsPage struct {
+	Events     []json.RawMessage `json:"events"`
+	Next       uint64            `json:"next"`
+	FirstSeq   uint64            `json:"first_seq"`
+	LastSeq    uint64            `json:"last_seq"`
+	AckedSeq   uint64            `json:"acked_seq"`
+	Forwarding *ForwardingStatus `json:"forwarding,omitempty"`
+}
+
+// ForwardingStatus is the progress of forwarding the journal to the
+// server.
+type ForwardingStatus struct {
+	Forwarded   uint64     `json:"forwarded"`
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	Failures    int        `json:"consecutive_failures"`
+}
 
 // Listen removes a stale socket at path and listens there with mode 0600.
 // The caller must hold the state directory's lock, so that a socket found
@@ -128,6 +164,9 @@ func NewServer(p Provider, logger *slog.Logger) *Server {
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.p.Health())
 	})
+	if ep, ok := p.(EventsProvider); ok {
+		mux.HandleFunc("GET "+PathEvents, func(w http.ResponseWriter, r *http.Request) { serveEvents(w, r, ep) })
+	}
 	s.hs = &http.Server{
 		Handler:           s.checkPeer(mux),
 		ConnContext:       connContext,
@@ -239,6 +278,43 @@ func (c *Client) Health(ctx context.Context) (*api.Health, error) {
 	return &h, nil
 }
 
+// Events asks for journal records after seq after (the newest limit when
+// after is negative).
+func (c *Client) Events(ctx context.Context, after int64, limit int) (*EventsPage, error) {
+	var page EventsPage
+	if err := c.get(ctx, PathEvents+"?after="+strconv.FormatInt(after, 10)+"&limit="+strconv.Itoa(limit), &page); err != nil {
+		return nil, err
+	}
+	return &page, nil
+}
+
+func serveEvents(w http.ResponseWriter, r *http.Request, ep EventsProvider) {
+	q := r.URL.Query()
+	after, limit := int64(-1), 50
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < -1 {
+			writeJSON(w, http.StatusBadRequest, api.Error{Code: "bad_request", Message: "after must be a seq (or -1 for the newest)"})
+			return
+		}
+		after = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxEventsPage {
+			writeJSON(w, http.StatusBadRequest, api.Error{Code: "bad_request", Message: "limit must be from 1 to " + strconv.Itoa(MaxEventsPage)})
+			return
+		}
+		limit = n
+	}
+	page, err := ep.Events(after, limit)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, api.Error{Code: "internal", Message: "reading the event journal: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
 func (c *Client) get(ctx context.Context, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://bulwark-agent"+path, nil)
 	if err != nil {
@@ -255,7 +331,7 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 		return fmt.Errorf("local API: %w", err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 80<<20))
 	if err != nil {
 		return fmt.Errorf("local API: %w", err)
 	}
