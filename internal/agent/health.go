@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/hardening"
 	"github.com/bulwark-iot/bulwark/internal/agent/identity"
@@ -53,11 +54,31 @@ func (d *daemon) Health() api.Health {
 		d.updateCheck(),
 	}
 	for i := range checks {
-		if len(checks[i].Detail) > api.MaxStringLen {
-			checks[i].Detail = checks[i].Detail[:api.MaxStringLen]
-		}
+		checks[i].Detail = cleanDetail(checks[i].Detail)
 	}
 	return api.SummarizeHealth(checks)
+}
+
+// cleanDetail makes a detail acceptable to the server (api.Health.Validate):
+// valid UTF-8 without control characters, at most api.MaxStringLen bytes.
+// Details quote file names and server messages, which may hold anything;
+// one bad byte must not make every check-in fail.
+func cleanDetail(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) <= api.MaxStringLen {
+		return s
+	}
+	cut := api.MaxStringLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // healthReport is the health report the device signs (api.HealthReport),

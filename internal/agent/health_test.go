@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/agenttest"
 	"github.com/bulwark-iot/bulwark/internal/agent/hardening"
@@ -254,5 +255,32 @@ func TestRenewalThresholdMatchesDefinition(t *testing.T) {
 	}
 	if !identity.RenewalDue(leaf, leaf.NotAfter.Add(-left+time.Minute)) {
 		t.Error("renewal not due with less than the threshold's share of the lifetime left")
+	}
+}
+
+// TestDetailsPassValidation: details quote file names and server messages;
+// whatever they hold, the health the agent sends passes the server's
+// validation, or every check-in would fail.
+func TestDetailsPassValidation(t *testing.T) {
+	now := time.Now()
+	evil := "/etc/app/\x1b[31mred\nnewline\x00\xff" + strings.Repeat("é", api.MaxStringLen)
+	changes := []integrity.Change{{Path: evil, Kind: integrity.Changed}}
+	checks := []api.HealthCheck{
+		integrityCheck(&integrity.Report{LastChange: now, LastChanges: changes}, nil, now),
+		attestationCheck(&api.AttestationResult{Status: api.AttestWarning, Time: now, Problems: []string{evil}}, now),
+		updateCheck(&updateOutcome{Status: "failed", Detail: evil}),
+	}
+	for i := range checks {
+		checks[i].Detail = cleanDetail(checks[i].Detail)
+		if !utf8.ValidString(checks[i].Detail) || len(checks[i].Detail) > api.MaxStringLen || len(checks[i].Detail) < api.MaxStringLen-2 {
+			t.Errorf("detail %q", checks[i].Detail)
+		}
+	}
+	h := api.SummarizeHealth(checks)
+	if err := h.Validate(); err != nil {
+		t.Fatalf("health with hostile details: %v", err)
+	}
+	if got := cleanDetail("a\tb\nc"); got != "a\tb?c" {
+		t.Errorf("cleanDetail kept or lost the wrong characters: %q", got)
 	}
 }
