@@ -2,12 +2,14 @@ package siem
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ type rsyslogd struct {
 	port     int
 	out      string
 	internal string
+	pki      *testPKI
 	cmd      *exec.Cmd
 	exited   chan struct{}
 }
@@ -35,6 +38,10 @@ type rsyslogOptions struct {
 	// "default" leaves rsyslog's own, which in anon mode (NORMAL:+ANON-DH
 	// and friends) makes GnuTLS 3.7 refuse TLS 1.3.
 	priority string
+	// queue is the main queue type; "" means "Direct", so a message is in
+	// the output file before rsyslogd reads the next, and "default" leaves
+	// rsyslog's in-memory queue.
+	queue string
 }
 
 func findRsyslogd(t testing.TB) string {
@@ -61,7 +68,7 @@ func findRsyslogd(t testing.TB) string {
 
 func startRsyslogd(t testing.TB, pki *testPKI, opt rsyslogOptions) *rsyslogd {
 	t.Helper()
-	r := &rsyslogd{t: t, bin: findRsyslogd(t), dir: t.TempDir(), port: freePort(t)}
+	r := &rsyslogd{t: t, bin: findRsyslogd(t), dir: t.TempDir(), pki: pki}
 	r.out = filepath.Join(r.dir, "received.log")
 	r.internal = filepath.Join(r.dir, "rsyslogd.log")
 	r.conf = filepath.Join(r.dir, "rsyslog.conf")
@@ -71,6 +78,14 @@ func startRsyslogd(t testing.TB, pki *testPKI, opt rsyslogOptions) *rsyslogd {
 	var extra string
 	if opt.permittedPeer != "" {
 		extra += fmt.Sprintf(" PermittedPeer=[%q]", opt.permittedPeer)
+	}
+	mainQueue := `main_queue(queue.type="Direct")`
+	switch opt.queue {
+	case "":
+	case "default":
+		mainQueue = ""
+	default:
+		mainQueue = fmt.Sprintf("main_queue(queue.type=%q)", opt.queue)
 	}
 	if opt.priority == "" {
 		opt.priority = "NORMAL"
@@ -86,7 +101,7 @@ func startRsyslogd(t testing.TB, pki *testPKI, opt rsyslogOptions) *rsyslogd {
   defaultNetstreamDriverCertFile=%q
   defaultNetstreamDriverKeyFile=%q
 )
-main_queue(queue.type="Direct")
+%s
 module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode=%q%s)
 input(type="imtcp" address="127.0.0.1" port="%d")
 template(name="raw" type="string" string="%%rawmsg%%\n")
@@ -95,42 +110,64 @@ if $app-name == "bulwark" then {
   stop
 }
 action(type="omfile" file=%q)
-`, r.dir, pki.caFile, pki.serverCert, pki.serverKey, opt.authMode, extra, r.port, r.out, r.internal)
-	if err := os.WriteFile(r.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.start()
+`, r.dir, pki.caFile, pki.serverCert, pki.serverKey, mainQueue, opt.authMode, extra, 0, r.out, r.internal)
 	t.Cleanup(r.stop)
-	return r
+	// The port freePort found may be taken before rsyslogd binds it (the
+	// machine is shared); then try another.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		r.port = freePort(t)
+		c := strings.Replace(conf, `port="0"`, fmt.Sprintf(`port="%d"`, r.port), 1)
+		if err := os.WriteFile(r.conf, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err = r.tryStart(); err == nil {
+			return r
+		}
+		t.Logf("rsyslogd failed to start, trying another port: %v", err)
+		r.stop()
+	}
+	t.Fatal(err)
+	return nil
 }
 
 func (r *rsyslogd) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
 
+// start starts rsyslogd again on the same port.
 func (r *rsyslogd) start() {
 	r.t.Helper()
-	var stderr bytes.Buffer
+	if err := r.tryStart(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rsyslogd) tryStart() error {
+	var stderr syncBuffer
 	cmd := exec.Command(r.bin, "-n", "-f", r.conf, "-i", filepath.Join(r.dir, "rsyslogd.pid"))
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start rsyslogd: %v", err)
+		return fmt.Errorf("start rsyslogd: %v", err)
 	}
 	r.cmd = cmd
 	r.exited = make(chan struct{})
 	go func() { cmd.Wait(); close(r.exited) }()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
 		case <-r.exited:
-			r.t.Fatalf("rsyslogd exited at start: %s\n%s", cmd.ProcessState, stderr.String())
+			r.cmd = nil
+			return fmt.Errorf("rsyslogd exited at start: %s\n%s", cmd.ProcessState, stderr.String())
 		default:
 		}
-		c, err := net.DialTimeout("tcp", r.addr(), 100*time.Millisecond)
+		// Ready once a TLS handshake with our rsyslogd's certificate works.
+		d := &net.Dialer{Timeout: time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", r.addr(), &tls.Config{RootCAs: r.pki.pool, ServerName: r.pki.serverName})
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("rsyslogd did not listen on %s: %v\n%s", r.addr(), err, stderr.String())
+		if time.Now().After(deadline) || strings.Contains(stderr.String(), "Address already in use") {
+			return fmt.Errorf("rsyslogd did not listen on %s: %v\n%s\n%s", r.addr(), err, stderr.String(), r.internalLog())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -178,6 +215,24 @@ func (r *rsyslogd) waitReceived(n int, timeout time.Duration) []string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (r *rsyslogd) internalLog() string {

@@ -81,6 +81,14 @@ type SyslogConfig struct {
 	// attempts, which doubles after each failure (with ±25% jitter); zero
 	// means 100ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// Probation is how long a new connection must stay up before a Send on
+	// it reports success; zero means 1s. A collector that checks the
+	// client certificate (or anything else) only after the TLS 1.3
+	// handshake has finished, as rsyslog does, refuses a client by closing
+	// the connection, and everything written before that is lost; without
+	// this wait the first batch on every connection to a collector that
+	// refuses us could be reported delivered.
+	Probation time.Duration
 }
 
 // Syslog is a Sink that sends RFC 5424 messages over one TLS connection to a
@@ -146,6 +154,9 @@ func NewSyslog(cfg SyslogConfig) (*Syslog, error) {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
 	}
+	if cfg.Probation <= 0 {
+		cfg.Probation = time.Second
+	}
 	tc := &tls.Config{
 		ServerName: cfg.ServerName,
 		RootCAs:    cfg.RootCAs,
@@ -192,7 +203,7 @@ func (s *Syslog) Send(ctx context.Context, evs []events.Event) error {
 			return err
 		}
 	}
-	if err := s.conn.write(ctx, buf, s.cfg.WriteTimeout); err != nil {
+	if err := s.conn.write(ctx, buf, s.cfg.WriteTimeout, s.cfg.Probation); err != nil {
 		s.dropConn()
 		return fmt.Errorf("siem: syslog send to %s: %w", s.cfg.Addr, err)
 	}
@@ -268,6 +279,7 @@ func (s *Syslog) tlsVersion() uint16 {
 type syslogConn struct {
 	tcp  *net.TCPConn
 	tc   *tls.Conn
+	up   time.Time     // when the handshake completed
 	dead chan struct{} // closed when the reader stops
 	done chan struct{} // closed when the reader goroutine has returned
 }
@@ -285,7 +297,7 @@ func dialSyslog(ctx context.Context, addr string, cfg *tls.Config, timeout time.
 		nc.Close()
 		return nil, err
 	}
-	c := &syslogConn{tcp: nc.(*net.TCPConn), tc: tc, dead: make(chan struct{}), done: make(chan struct{})}
+	c := &syslogConn{tcp: nc.(*net.TCPConn), tc: tc, up: time.Now(), dead: make(chan struct{}), done: make(chan struct{})}
 	go c.read()
 	return c, nil
 }
@@ -311,8 +323,9 @@ func (c *syslogConn) isDead() bool {
 }
 
 // write writes b, then waits until the peer's TCP stack has acknowledged
-// every byte, and checks the connection is still up.
-func (c *syslogConn) write(ctx context.Context, b []byte, timeout time.Duration) error {
+// every byte and the connection is at least probation old, and checks the
+// connection is still up.
+func (c *syslogConn) write(ctx context.Context, b []byte, timeout, probation time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -328,6 +341,17 @@ func (c *syslogConn) write(ctx context.Context, b []byte, timeout time.Duration)
 	}
 	if err := waitAcked(ctx, c.tcp, deadline, c.dead); err != nil {
 		return err
+	}
+	if wait := probation - time.Since(c.up); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.dead:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
 	}
 	if c.isDead() {
 		return errors.New("connection closed by the collector")

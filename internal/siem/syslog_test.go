@@ -308,7 +308,7 @@ func TestSyslogRsyslogRestart(t *testing.T) {
 	pki := newTestPKI(t)
 	r := startRsyslogd(t, pki, rsyslogOptions{})
 	s, err := NewSyslog(SyslogConfig{Addr: r.addr(), ServerName: pki.serverName, RootCAs: pki.pool,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Probation: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,13 +449,26 @@ func TestSyslogBackoff(t *testing.T) {
 }
 
 // BenchmarkRsyslogTLS measures how many 1 KB records per second rsyslogd
-// receives and writes to a file from one TLS connection on this machine:
-// the baseline Bulwark's own event ingestion is compared with. Each
-// iteration sends a batch of 100 records; the clock stops once rsyslogd has
-// written them all.
+// receives and writes to a file from one TLS 1.3 connection on this
+// machine: the baseline Bulwark's own event ingestion is compared with.
+// Each iteration sends a batch of 100 records; the clock stops once
+// rsyslogd has written them all. queue=direct writes each record before
+// reading the next; queue=default is rsyslog's own in-memory main queue.
 func BenchmarkRsyslogTLS(b *testing.B) {
+	for _, q := range []string{"direct", "default"} {
+		b.Run("queue="+q, func(b *testing.B) {
+			opt := rsyslogOptions{queue: q}
+			if q == "direct" {
+				opt.queue = ""
+			}
+			benchmarkRsyslog(b, opt)
+		})
+	}
+}
+
+func benchmarkRsyslog(b *testing.B, opt rsyslogOptions) {
 	pki := newTestPKI(b)
-	r := startRsyslogd(b, pki, rsyslogOptions{})
+	r := startRsyslogd(b, pki, opt)
 	s, err := NewSyslog(SyslogConfig{Addr: r.addr(), ServerName: pki.serverName, RootCAs: pki.pool})
 	if err != nil {
 		b.Fatal(err)
@@ -506,11 +519,47 @@ func testIntegrity(t testing.TB, device string, seq uint64) events.Event {
 		return *e
 	}
 	s := &Syslog{facility: 16, authFacility: 10}
-	e := mk(1)
-	raw, _ := s.appendFrame(nil, &e)
-	e = mk(1 + 1024 - len(raw))
-	if raw, _ = s.appendFrame(nil, &e); len(raw) != 1024 {
-		t.Fatalf("record is %d bytes", len(raw))
+	pad := 1
+	for range 5 {
+		e := mk(pad)
+		raw, _ := s.appendFrame(nil, &e)
+		if len(raw) == 1024 {
+			return e
+		}
+		pad += 1024 - len(raw)
+		if pad < 1 {
+			break
+		}
 	}
-	return e
+	t.Fatalf("cannot pad a record to 1,024 bytes")
+	return events.Event{}
+}
+
+// TestSyslogClientRejected: a collector that refuses the client certificate
+// after the handshake (rsyslog checks the peer name then) must not make
+// Send report success.
+func TestSyslogClientRejected(t *testing.T) {
+	pki := newTestPKI(t)
+	r := startRsyslogd(t, pki, rsyslogOptions{authMode: "x509/name", permittedPeer: "someone-else.bulwark.test"})
+	for _, withCert := range []bool{true, false} {
+		cfg := SyslogConfig{Addr: r.addr(), ServerName: pki.serverName, RootCAs: pki.pool, MinBackoff: time.Millisecond}
+		if withCert {
+			cfg.Certificate = &pki.client
+		}
+		s, err := NewSyslog(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			err := s.Send(context.Background(), testEvents(t, "dev-rej", uint64(i+1), 1, 0))
+			t.Logf("%v client certificate %v, Send %d: %v", time.Now().Format("15:04:05.000"), withCert, i, err)
+			if err == nil {
+				t.Errorf("client certificate %v: Send %d succeeded though the collector refuses the client", withCert, i)
+			}
+		}
+		s.Close()
+	}
+	if got := r.received(); len(got) != 0 {
+		t.Errorf("collector accepted %d messages", len(got))
+	}
 }
