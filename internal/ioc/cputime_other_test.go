@@ -6,5 +6,5 @@ import "testing"
 
 type cpuMeter struct{}
 
-func startCPU(b *testing.B) *cpuMeter          { return &cpuMeter{} }
+func startCPU(b *testing.B) *cpuMeter            { return &cpuMeter{} }
 func (m *cpuMeter) report(b *testing.B, ops int) {}

@@ -438,7 +438,7 @@ func (m *Matcher) AppendDomain(dst []Indicator, name string) []Indicator {
 	}
 	c := matchCtx{m: m}
 	// Look up name and each parent, skipping label counts no indicator has.
-	for {
+	for len(b) > 0 {
 		if labels < 128 && m.labels[labels/64]&(1<<(labels%64)) != 0 {
 			// b lives on this stack frame and is not changed while k is
 			// in use; the table only compares k, never keeps it.
@@ -449,11 +449,12 @@ func (m *Matcher) AppendDomain(dst []Indicator, name string) []Indicator {
 		}
 		i := bytes.IndexByte(b, '.')
 		if i < 0 {
-			return dst
+			break
 		}
 		b = b[i+1:]
 		labels--
 	}
+	return dst
 }
 
 // MatchURL returns the live indicators for the URL, compared after

@@ -35,7 +35,7 @@ type fakeClock struct {
 	t  time.Time
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 func TestMatcher(t *testing.T) {
@@ -302,7 +302,9 @@ var (
 // IPv4 CIDRs are /16–/30, as in blocklists.
 func benchIndicators(r *rand.Rand) ([]Indicator, []netip.Addr, []string, []string) {
 	inds := make([]Indicator, 0, 1_000_000)
-	ref := func(i int) string { return fmt.Sprintf("indicator--%08x-0000-4000-8000-%012x", i, r.Uint64()&0xffffffffffff) }
+	ref := func(i int) string {
+		return fmt.Sprintf("indicator--%08x-0000-4000-8000-%012x", i, r.Uint64()&0xffffffffffff)
+	}
 	var ips []netip.Addr
 	var doms, hashes []string
 	add := func(typ Type, v string) {
