@@ -205,6 +205,27 @@ func TestSyslogToRsyslog(t *testing.T) {
 		t.Fatal(err)
 	}
 	all = append(all, *big)
+	// Concurrent senders share the one connection.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for g := 0; g < 4; g++ {
+		dev := fmt.Sprintf("dev-conc-%d", g)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := 0; b < 25; b++ {
+				batch := testEvents(t, dev, uint64(b*5+1), 5, 100)
+				if err := s.Send(ctx, batch); err != nil {
+					t.Errorf("%s: %v", dev, err)
+					return
+				}
+				mu.Lock()
+				all = append(all, batch...)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
 	if v := s.tlsVersion(); v != tls.VersionTLS13 {
 		t.Errorf("negotiated %s with rsyslog's GnuTLS, want TLS 1.3", tls.VersionName(v))
 	}
