@@ -27,6 +27,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
 	"github.com/bulwark-iot/bulwark/internal/agent/state"
 	"github.com/bulwark-iot/bulwark/internal/deviceclient"
+	tpmdev "github.com/bulwark-iot/bulwark/internal/tpm"
 )
 
 // version is set at link time with
@@ -81,6 +82,15 @@ type Config struct {
 	// ManagedBinaries are ELF files whose hardening is reported besides
 	// the agent's own (internal/agent/hardening). Empty: the agent only.
 	ManagedBinaries []string
+
+	// TPM overrides the TPM recorded at enrolment ("swtpm:HOST:PORT", a
+	// device path, or "sim" in tests); empty uses the recorded one.
+	TPM string
+	// PlatformRoot is prepended to the paths the measured-boot event log,
+	// the IMA list and the SecureBoot variable are read from; empty reads
+	// the real ones. It lets a device whose firmware does not measure (a
+	// software TPM) present an emulated boot log.
+	PlatformRoot string
 
 	// Events configures the security event journal and its forwarding to
 	// the server (events.go); the zero value is the default.
@@ -159,6 +169,10 @@ type daemon struct {
 	// ev is the security event journal, its forwarder and the clock
 	// offset (events.go); set before the loops start.
 	ev *eventsState
+	// att serializes attestations (attest.go).
+	att attestState
+	// tpm is the open TPM of a hardware identity, nil otherwise.
+	tpm *tpmdev.TPM
 }
 
 // Run runs the agent until ctx ends, then stops the local API, the command
@@ -188,6 +202,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		checkinNow:    make(chan struct{}, 1),
 		acksDelivered: make(chan struct{}, 1),
 	}
+	d.att.platform = tpmdev.Platform{Root: cfg.PlatformRoot}
 	if err := d.load(); err != nil {
 		return err
 	}
@@ -196,6 +211,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	defer d.closeEvents()
+	defer d.closeTPM()
 	d.updates = &updates{d: d}
 	d.updates.resume(ctx)
 
@@ -266,10 +282,11 @@ func (d *daemon) load() error {
 		}
 		return err
 	}
-	id, err := identity.LoadSoftware(d.dir)
+	id, dev, err := loadIdentity(d.dir, st, d.cfg.TPM, nil)
 	if err != nil {
 		return err
 	}
+	d.tpm = dev
 	caPEM, err := os.ReadFile(filepath.Join(d.dir, state.CAFile))
 	if err != nil {
 		return fmt.Errorf("reading trust anchor: %w", err)
@@ -332,9 +349,17 @@ func (d *daemon) reloadIdentity() bool {
 	if err != nil {
 		return false
 	}
-	id, err := identity.LoadSoftware(d.dir)
+	d.mu.Lock()
+	open := d.tpm
+	d.mu.Unlock()
+	id, dev, err := loadIdentity(d.dir, st, d.cfg.TPM, open)
 	if err != nil {
 		return false
+	}
+	if dev != nil && dev != open {
+		d.mu.Lock()
+		d.tpm = dev
+		d.mu.Unlock()
 	}
 	caPEM, err := os.ReadFile(filepath.Join(d.dir, state.CAFile))
 	if err != nil {
@@ -551,4 +576,17 @@ func identityProblem(err error) (string, bool) {
 		return "the server did not receive the device certificate", true
 	}
 	return "", false
+}
+
+// closeTPM flushes a TPM identity's keys and closes the TPM.
+func (d *daemon) closeTPM() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t, ok := d.id.(*identity.TPM); ok {
+		t.Close()
+	}
+	if d.tpm != nil {
+		d.tpm.Close()
+		d.tpm = nil
+	}
 }

@@ -114,6 +114,7 @@ func (d *daemon) checkin(ctx context.Context) bool {
 			d.updates.handle(ctx, resp.Update)
 		}
 	}
+	d.afterCheckin(ctx, resp)
 	return true
 }
 

@@ -103,6 +103,19 @@ func (d *daemon) handle(c api.Command, via string) bool {
 		ack.Detail = "pong"
 	case "checkin":
 		ack.Detail = "check-in triggered"
+	case "attest":
+		if d.tpmIdentity() == nil {
+			ack.Status, ack.Detail = "failed", "this device has no TPM"
+			break
+		}
+		ack.Detail = "attesting"
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := d.attestRequested(ctx); err != nil {
+				d.log.Warn("requested attestation failed to complete", "err", err)
+			}
+		}()
 	default:
 		ack.Status, ack.Detail = "failed", "unsupported command kind"
 	}

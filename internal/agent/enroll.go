@@ -38,6 +38,17 @@ type EnrollOptions struct {
 	Force bool
 	// Warn, if set, receives problems that do not fail the enrolment.
 	Warn func(string)
+	// Info, if set, receives progress worth telling the user.
+	Info func(string)
+	// TPM is "auto" (the kernel's /dev/tpmrm0 when present), "none" (a
+	// software key; also the zero value), a device path, or
+	// swtpm:HOST:PORT. With a TPM the device key is created inside it and
+	// Token may be empty when the server has the TPM's endorsement key
+	// registered for zero-touch enrolment.
+	TPM string
+	// PlatformRoot is prepended to the paths of the boot event log, IMA
+	// list and SecureBoot variable read for the enrolment attestation.
+	PlatformRoot string
 }
 
 // ErrAlreadyEnrolled is returned by Enroll when the state directory holds an
@@ -54,7 +65,11 @@ func Enroll(ctx context.Context, o EnrollOptions) (*state.State, error) {
 	if u, err := url.Parse(o.Server); err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("server %q must be an https:// URL", o.Server)
 	}
-	if o.Token == "" {
+	spec, err := resolveTPM(o.TPM)
+	if err != nil {
+		return nil, err
+	}
+	if o.Token == "" && spec == "" {
 		return nil, errors.New("an enrolment token is required")
 	}
 	roots := x509.NewCertPool()
@@ -75,6 +90,9 @@ func Enroll(ctx context.Context, o EnrollOptions) (*state.State, error) {
 		return nil, err
 	}
 
+	if spec != "" {
+		return enrollTPM(ctx, o, spec, roots)
+	}
 	key, err := identity.GenerateKey()
 	if err != nil {
 		return nil, err

@@ -47,6 +47,9 @@ func (d *daemon) renew(ctx context.Context, forced bool) {
 }
 
 func (d *daemon) renewOnce(ctx context.Context) error {
+	if tid := d.tpmIdentity(); tid != nil {
+		return d.renewTPM(ctx, tid)
+	}
 	key, err := identity.GenerateKey()
 	if err != nil {
 		return err

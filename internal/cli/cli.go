@@ -42,6 +42,8 @@ Usage:
   bulwark groups list | groups create NAME [--description TEXT]
   bulwark users list | users create --username NAME --role ROLE [--group G]
   bulwark audit verify [--anchor FILE] | audit list [--json] [--limit N]
+  bulwark events list [--device ID] [--group G] [--type T] [--severity S] [--since 24h|RFC3339] [--limit N] [--json]
+  bulwark events export [--device ID] [--type T] [--since 24h|RFC3339] [--until T] > events.jsonl
   bulwark release publish --product P --version V --file F [--installer app|ab]
                   [--fixes CVE-…,…] [--severity low|medium|high|critical] [--sbom FILE] [--hardware H,…]
   bulwark release list [--product P] [--json] | release floor --product P --min-version V | release floors
@@ -100,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Command groups with their own subcommand dispatch.
 	groups := map[string]func(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error{
-		"deploy": runDeploy, "tuf": runTUF, "attest": runAttest, "ek": runEK, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
+		"deploy": runDeploy, "events": runEvents, "tuf": runTUF, "attest": runAttest, "ek": runEK, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
 	}
 	if run, ok := groups[cmd]; ok {
 		if sub == "" {
@@ -248,8 +250,12 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var hosts multiFlag
 	fs.Var(&hosts, "host", "extra DNS name or IP for the TLS certificate (repeatable)")
 	noConsole := fs.Bool("no-console", false, "do not serve the web console")
+	attestInterval := fs.Duration("attest-interval", 10*time.Minute, "how often devices with a TPM attest")
+	attestAction := fs.String("attest-failure-action", "quarantine", "what a failed attestation does: untrusted, quarantine (only health, attestation, event and update traffic) or revoke")
+	ekRoots := fs.String("ek-roots", "", "PEM `FILE` of TPM manufacturer CA certificates: EK certificates must chain to one (empty: EK certificates are recorded, not chain-checked)")
 	var contacts multiFlag
 	fs.Var(&contacts, "security-contact", "security.txt Contact: a mailto:, https: or tel: URI (repeatable; default: the server's own report form at /disclose)")
+	retention := fs.Int("event-retention-days", 90, "days to keep security events after receipt (older ones are pruned)")
 	publicURL := fs.String("public-url", "", "https://HOST[:PORT] the server is reached at, for security.txt and report follow-up links (empty: the request's host)")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
@@ -261,9 +267,21 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return &usageError{"server: --log-level must be debug, info, warn or error"}
 	}
-	cfg := server.Config{DataDir: *data, Listen: *listen, DB: *db, Hosts: hosts, CheckinInterval: *interval,
+	if *retention < 1 {
+		return &usageError{"server: --event-retention-days must be at least 1"}
+	}
+	cfg := server.Config{DataDir: *data, Listen: *listen, DB: *db, Hosts: hosts, CheckinInterval: *interval, EventRetentionDays: *retention,
 		Logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))}
 	cfg.Disclosure = disclosure.Config{Contacts: contacts, PublicURL: *publicURL}
+	switch *attestAction {
+	case server.ActionUntrusted, server.ActionQuarantine, server.ActionRevoke:
+	default:
+		return &usageError{"server: --attest-failure-action must be untrusted, quarantine or revoke"}
+	}
+	if *attestInterval < time.Minute {
+		return &usageError{"server: --attest-interval must be at least 1m"}
+	}
+	cfg.Attestation = server.AttestConfig{Interval: *attestInterval, FailureAction: *attestAction, EKRootsFile: *ekRoots}
 	if err := cfg.Disclosure.Check(); err != nil {
 		return &usageError{"server: " + err.Error()}
 	}

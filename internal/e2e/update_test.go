@@ -45,14 +45,14 @@ type system struct {
 	tmp     string
 }
 
-func startSystem(t *testing.T) *system {
+func startSystem(t *testing.T, serverArgs ...string) *system {
 	t.Helper()
 	tmp := t.TempDir()
 	s := &system{tmp: tmp, bulwark: build(t, tmp, "cmd/bulwark"), agent: build(t, tmp, "cmd/bulwark-agent"), data: filepath.Join(tmp, "data")}
 	addr := freePort(t)
 	s.base = "https://" + addr
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := exec.CommandContext(ctx, s.bulwark, "server", "--data", s.data, "--listen", addr)
+	srv := exec.CommandContext(ctx, s.bulwark, append([]string{"server", "--data", s.data, "--listen", addr}, serverArgs...)...)
 	var srvErr bytes.Buffer
 	srv.Stderr = &srvErr
 	srv.Cancel = func() error { return srv.Process.Signal(os.Interrupt) }

@@ -21,6 +21,10 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 func (s *Server) DeviceView(d *store.Device, detail bool) api.Device {
 	out := api.Device{ID: d.ID, Status: d.Status, Group: d.Group, Hostname: d.Hostname, KeyAssurance: d.KeyAssurance,
 		EnrolledAt: d.EnrolledAt, HealthStatus: d.HealthStatus, Trust: d.Trust}
+	if d.Trust == api.TrustQuarantined || d.Trust == api.TrustUntrusted {
+		// The server's own finding outranks what the device reports.
+		out.HealthStatus = api.HealthUnhealthy
+	}
 	if out.KeyAssurance == "tpm" {
 		out.KeyAssurance = api.AssuranceSoftware // self-reported before TPM enrolment existed: not proven
 	}

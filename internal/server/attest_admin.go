@@ -97,9 +97,8 @@ func (s *Server) handleRequestAttestation(w http.ResponseWriter, r *http.Request
 	} else if err != nil {
 		return internal(err)
 	}
-	s.attest.mu.Lock()
-	s.attest.due[d.ID] = now
-	s.attest.mu.Unlock()
+	// The attest command reaches the device at once over its long poll,
+	// or with its next check-in.
 	c := &store.Command{ID: newID("cmd"), DeviceID: d.ID, Kind: "attest", CreatedAt: now, CreatedBy: p.Actor()}
 	if err := s.store.CreateCommand(r.Context(), c); err != nil {
 		return internal(err)

@@ -46,6 +46,7 @@ Commands:
   health    show the device's local health summary
   version   print the agent version
   tuf-client  the TUF conformance suite's client CLI (init, refresh, download)
+  tpm       TPM tools: info (EK hash for zero-touch enrolment), emulate-boot, extend
 
 Every command takes --state DIR (default ` + state.DefaultDir + `).
 Run "bulwark-agent <command> -h" for its flags.
@@ -72,6 +73,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return c.version(args[1:])
 	case "tuf-client":
 		return c.tufClient(args[1:])
+	case "tpm":
+		return c.tpmCmd(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -130,14 +133,16 @@ func (c *cmd) enroll(args []string) int {
 	tokenFile := fs.String("token-file", "", "read the enrolment token from `FILE` (keeps it out of the process list)")
 	caFile := fs.String("ca-cert", "", "PEM `FILE` with the CA that signed the server certificate; required, kept as the trust anchor")
 	force := fs.Bool("force", false, "enrol again even if already enrolled (keeps the device ID when the old key is present)")
+	tpmSpec := fs.String("tpm", "auto", "where the device key lives: `auto` (/dev/tpmrm0 when present), none (a software key), a TPM device path, or swtpm:HOST:PORT")
+	platformRoot := fs.String("platform-root", "", "`DIR` prepended to the boot event log, IMA list and SecureBoot paths (an emulated boot for a software TPM)")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
 	switch {
 	case *server == "":
 		return c.errorf(exitUsage, "--server is required")
-	case *token == "" && *tokenFile == "":
-		return c.errorf(exitUsage, "--token or --token-file is required")
+	case *token == "" && *tokenFile == "" && (*tpmSpec == "none" || *tpmSpec == ""):
+		return c.errorf(exitUsage, "--token or --token-file is required (without a TPM there is no zero-touch enrolment)")
 	case *token != "" && *tokenFile != "":
 		return c.errorf(exitUsage, "give --token or --token-file, not both")
 	case *caFile == "":
@@ -163,8 +168,9 @@ func (c *cmd) enroll(args []string) int {
 	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Minute)
 	defer cancel()
 	st, err := agent.Enroll(ctx, agent.EnrollOptions{
-		StateDir: *dir, Server: *server, Token: *token, CAPEM: caPEM, Force: *force,
+		StateDir: *dir, Server: *server, Token: *token, CAPEM: caPEM, Force: *force, TPM: *tpmSpec, PlatformRoot: *platformRoot,
 		Warn: func(msg string) { fmt.Fprintln(c.stderr, "bulwark-agent: warning: "+msg) },
+		Info: func(msg string) { fmt.Fprintln(c.stderr, "bulwark-agent: "+msg) },
 	})
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "enroll: ")
@@ -174,8 +180,12 @@ func (c *cmd) enroll(args []string) int {
 		return c.errorf(exitFail, "%s", msg)
 	}
 	fmt.Fprintln(c.stdout, st.DeviceID)
-	fmt.Fprintf(c.stderr, "enrolled as device %s with %s; state in %s\nstart the agent with: bulwark-agent run --state %s\n",
-		st.DeviceID, st.Server, *dir, *dir)
+	key := "a software key (lower assurance: no TPM)"
+	if st.TPM != "" {
+		key = "its key in the TPM " + st.TPM + " (hardware-bound, proven by credential activation)"
+	}
+	fmt.Fprintf(c.stderr, "enrolled as device %s with %s, %s; state in %s\nstart the agent with: bulwark-agent run --state %s\n",
+		st.DeviceID, st.Server, key, *dir, *dir)
 	return exitOK
 }
 
@@ -203,6 +213,8 @@ func (c *cmd) run(args []string) int {
 	hardware := fs.String("hardware", "", "this device's hardware `model`; releases published for other hardware are refused")
 	healthCheck := fs.String("health-check", "", "`command` run after an update switches versions (split on spaces, no shell); non-zero exit rolls back")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	tpmSpec := fs.String("tpm", "", "the TPM holding the device key when it is not the one recorded at enrolment: `auto`, a device path, swtpm:HOST:PORT, or none")
+	platformRoot := fs.String("platform-root", "", "`DIR` prepended to the boot event log, IMA list and SecureBoot paths (an emulated boot for a software TPM)")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
@@ -214,7 +226,8 @@ func (c *cmd) run(args []string) int {
 		return c.errorf(exitUsage, "--log-level must be debug, info, warn or error, not %q", *level)
 	}
 	logger := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lv}))
-	err := agent.Run(c.ctx, agent.Config{StateDir: *dir, Interval: *interval, InstallRoot: *installRoot, HealthCheck: strings.Fields(*healthCheck), Hardware: *hardware}, logger)
+	err := agent.Run(c.ctx, agent.Config{StateDir: *dir, Interval: *interval, InstallRoot: *installRoot, HealthCheck: strings.Fields(*healthCheck), Hardware: *hardware,
+		TPM: *tpmSpec, PlatformRoot: *platformRoot}, logger)
 	if err != nil {
 		return c.errorf(exitFail, "%v", err)
 	}

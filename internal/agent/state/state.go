@@ -53,6 +53,9 @@ type State struct {
 	// CheckinInterval is the server's suggested check-in interval in
 	// seconds at enrolment; zero when it gave none.
 	CheckinInterval int `json:"checkin_interval_seconds,omitempty"`
+	// TPM names the TPM holding the device key (KeyAssurance "tpm"): a
+	// device path or swtpm:HOST:PORT.
+	TPM string `json:"tpm,omitempty"`
 }
 
 // EnsureDir creates dir with mode 0700 if needed, and tightens the mode of
