@@ -42,7 +42,8 @@ var errIMATruncated = errors.New("truncated entry")
 // in the list beyond telling violations apart.
 func ParseIMALog(b []byte) ([]IMAEntry, error) {
 	le := binary.LittleEndian
-	var out []IMAEntry
+	// An ima-ng entry for a short path is about 100 bytes.
+	out := make([]IMAEntry, 0, min(len(b)/96+1, maxIMAEntries))
 	for n := 0; len(b) > 0; n++ {
 		if n >= maxIMAEntries {
 			return nil, fmt.Errorf("IMA list: more than %d entries", maxIMAEntries)
@@ -62,7 +63,7 @@ func ParseIMALog(b []byte) ([]IMAEntry, error) {
 		if nameLen == 0 || nameLen > maxIMATemplate || uint32(len(b)) < nameLen {
 			return nil, fmt.Errorf("IMA list: entry %d: bad template name length %d", n, nameLen)
 		}
-		e.Template = string(b[:nameLen])
+		e.Template = templateName(b[:nameLen])
 		b = b[nameLen:]
 		var hashed []byte
 		if e.Template == "ima" {
@@ -92,24 +93,35 @@ func ParseIMALog(b []byte) ([]IMAEntry, error) {
 			data := b[4 : 4+l]
 			b = b[4+l:]
 			hashed = data
-			fields, err := imaFields(data)
-			if err != nil {
-				return nil, fmt.Errorf("IMA list: entry %d: %w", n, err)
-			}
 			switch e.Template {
 			case "ima-ng", "ima-sig", "ima-buf", "ima-modsig":
-				if len(fields) < 2 {
-					return nil, fmt.Errorf("IMA list: entry %d: %s has %d fields", n, e.Template, len(fields))
-				}
-				alg, digest, ok := bytes.Cut(fields[0], []byte{':', 0})
-				if !ok {
-					return nil, fmt.Errorf("IMA list: entry %d: d-ng field without an algorithm", n)
-				}
-				e.FileAlg, e.FileDigest = string(alg), digest
-				e.Path = string(bytes.TrimSuffix(fields[1], []byte{0}))
 			default:
 				return nil, fmt.Errorf("IMA list: entry %d: template %q not supported", n, e.Template)
 			}
+			// The first two fields are d-ng and n-ng; any others (a
+			// signature, a buffer) are only hashed.
+			dng, rest, err := imaField(data)
+			if err != nil {
+				return nil, fmt.Errorf("IMA list: entry %d: %w", n, err)
+			}
+			nng, rest, err := imaField(rest)
+			if err != nil {
+				return nil, fmt.Errorf("IMA list: entry %d: %w", n, err)
+			}
+			for fields := 2; len(rest) > 0; fields++ {
+				if fields == 8 {
+					return nil, fmt.Errorf("IMA list: entry %d: too many template fields", n)
+				}
+				if _, rest, err = imaField(rest); err != nil {
+					return nil, fmt.Errorf("IMA list: entry %d: %w", n, err)
+				}
+			}
+			alg, digest, ok := bytes.Cut(dng, []byte{':', 0})
+			if !ok {
+				return nil, fmt.Errorf("IMA list: entry %d: d-ng field without an algorithm", n)
+			}
+			e.FileAlg, e.FileDigest = algName(alg), digest
+			e.Path = string(bytes.TrimSuffix(nng, []byte{0}))
 		}
 		if e.Violation {
 			for i := range e.Extend {
@@ -123,24 +135,36 @@ func ParseIMALog(b []byte) ([]IMAEntry, error) {
 	return out, nil
 }
 
-// imaFields splits template data into its length-prefixed fields.
-func imaFields(data []byte) ([][]byte, error) {
-	var fields [][]byte
-	for len(data) > 0 {
-		if len(data) < 4 {
-			return nil, errIMATruncated
-		}
-		l := binary.LittleEndian.Uint32(data)
-		if uint32(len(data)-4) < l {
-			return nil, errors.New("template field overruns the entry")
-		}
-		fields = append(fields, data[4:4+l])
-		data = data[4+l:]
-		if len(fields) > 8 {
-			return nil, errors.New("too many template fields")
+// imaField splits the first length-prefixed field off template data.
+func imaField(data []byte) (field, rest []byte, err error) {
+	if len(data) < 4 {
+		return nil, nil, errIMATruncated
+	}
+	l := binary.LittleEndian.Uint32(data)
+	if uint32(len(data)-4) < l {
+		return nil, nil, errors.New("template field overruns the entry")
+	}
+	return data[4 : 4+l], data[4+l:], nil
+}
+
+// templateName and algName avoid an allocation per entry for the usual
+// names.
+func templateName(b []byte) string {
+	for _, s := range []string{"ima-ng", "ima-sig", "ima-buf", "ima", "ima-modsig"} {
+		if string(b) == s {
+			return s
 		}
 	}
-	return fields, nil
+	return string(b)
+}
+
+func algName(b []byte) string {
+	for _, s := range []string{"sha256", "sha1", "sha384", "sha512", "sm3-256", "md5"} {
+		if string(b) == s {
+			return s
+		}
+	}
+	return string(b)
 }
 
 func allZero(b []byte) bool {

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -239,6 +240,60 @@ func Verify(akPublic []byte, ev *api.Evidence, nonce []byte, pol *Policy) *Resul
 	return r
 }
 
+// sbCache holds the Secure Boot state parsed from the PCR 2 and 7 events
+// (which go-attestation reads by parsing every certificate in PK, KEK and
+// db), keyed by a hash of those events: a fleet boots the same few
+// configurations.
+var sbCache struct {
+	sync.Mutex
+	m map[[32]byte]sbState
+}
+
+type sbState struct {
+	enabled bool
+	err     error
+}
+
+const sbCacheMax = 4096
+
+// secureBootState is attest.ParseSecurebootState(events).Enabled, cached.
+func secureBootState(events []attest.Event) (bool, error) {
+	h := sha256.New()
+	var hdr [16]byte
+	for _, e := range events {
+		if e.Index != 2 && e.Index != 7 {
+			continue
+		}
+		binary.LittleEndian.PutUint32(hdr[0:], uint32(e.Index))
+		binary.LittleEndian.PutUint32(hdr[4:], uint32(e.Type))
+		binary.LittleEndian.PutUint32(hdr[8:], uint32(len(e.Data)))
+		binary.LittleEndian.PutUint32(hdr[12:], uint32(len(e.Digest)))
+		h.Write(hdr[:])
+		h.Write(e.Data)
+		h.Write(e.Digest)
+	}
+	var key [32]byte
+	h.Sum(key[:0])
+	sbCache.Lock()
+	st, ok := sbCache.m[key]
+	sbCache.Unlock()
+	if ok {
+		return st.enabled, st.err
+	}
+	sb, err := attest.ParseSecurebootState(events)
+	st = sbState{err: err}
+	if err == nil {
+		st.enabled = sb.Enabled
+	}
+	sbCache.Lock()
+	if sbCache.m == nil || len(sbCache.m) >= sbCacheMax {
+		sbCache.m = make(map[[32]byte]sbState)
+	}
+	sbCache.m[key] = st
+	sbCache.Unlock()
+	return st.enabled, st.err
+}
+
 // verifyQuote checks the quote and returns the quoted PCRs.
 func (a *appraisal) verifyQuote(akPublic []byte, ev *api.Evidence, nonce []byte) ([]attest.PCR, bool) {
 	r := a.r
@@ -337,7 +392,7 @@ func (a *appraisal) verifyBoot(ev *api.Evidence, pcrs []attest.PCR, bootPCRs []i
 		raise(&r.Vector.Executables, ClaimContraindicatedRuntime)
 		return
 	}
-	el, err := attest.ParseEventLog(ev.EventLog)
+	el, err := parseEventLog(ev.EventLog)
 	if err != nil {
 		a.problem("event log: %v", err)
 		raise(&r.Vector.Configuration, ClaimUnsupportableConfig)
@@ -398,11 +453,11 @@ func (a *appraisal) verifyBoot(ev *api.Evidence, pcrs []attest.PCR, bootPCRs []i
 	raise(&r.Vector.Executables, ClaimApprovedBoot)
 
 	if count[7] > 0 {
-		sb, err := attest.ParseSecurebootState(events)
+		enabled, err := secureBootState(events)
 		if err == nil {
 			r.SecureBootVerified = true
 			r.SecureBoot = "disabled"
-			if sb.Enabled {
+			if enabled {
 				r.SecureBoot = "enabled"
 			}
 			if claimSB != "unknown" && claimSB != r.SecureBoot {
@@ -470,31 +525,19 @@ func (a *appraisal) verifyIMA(list []byte, allowed map[string]bool) {
 		fail("IMA list sent but PCR %d is not in the quote", IMAPCR)
 		return
 	}
-	entries, err := ParseIMALog(list)
+	rp, err := replayIMA(list)
 	if err != nil {
 		fail("%v", err)
 		return
 	}
+	entries := rp.entries
 	// The list may have grown between the quote and reading it: the quote
 	// vouches for the prefix that replays to the quoted value.
-	var pcr [32]byte
 	verified := -1
-	if allZero(quoted) {
+	if n, ok := rp.prefix[[32]byte(quoted)]; ok {
+		verified = n
+	} else if allZero(quoted) {
 		verified = 0
-	}
-	h := sha256.New()
-	for i := range entries {
-		e := &entries[i]
-		if e.PCR != IMAPCR {
-			continue
-		}
-		h.Reset()
-		h.Write(pcr[:])
-		h.Write(e.Extend[:])
-		h.Sum(pcr[:0])
-		if bytes.Equal(pcr[:], quoted) {
-			verified = i + 1
-		}
 	}
 	if verified < 0 {
 		fail("IMA list does not replay to the quoted PCR %d (tampered or truncated list)", IMAPCR)
@@ -504,7 +547,8 @@ func (a *appraisal) verifyIMA(list []byte, allowed map[string]bool) {
 	r.IMAEntries = verified
 	unknown, violations := 0, 0
 	var hexbuf [2 * 64]byte
-	for i, e := range entries[:verified] {
+	for i := range entries[:verified] {
+		e := &entries[i]
 		switch {
 		case e.PCR != IMAPCR:
 			a.problem("IMA: %s measured into PCR %d, which is not verified", e.Path, e.PCR)
@@ -555,6 +599,95 @@ func (a *appraisal) verifyIMA(list []byte, allowed map[string]bool) {
 	default:
 		raise(&r.Vector.Executables, ClaimApprovedRuntime)
 	}
+}
+
+// elCache holds parsed event logs by the SHA-256 of their encoding: a
+// device sends the same boot log until it reboots, and a fleet boots the
+// same few. A parsed attest.EventLog is only read by Verify, so it is
+// shared.
+var elCache struct {
+	sync.Mutex
+	m map[[32]byte]*attest.EventLog
+}
+
+const elCacheMax = 4096
+
+func parseEventLog(b []byte) (*attest.EventLog, error) {
+	key := sha256.Sum256(b)
+	elCache.Lock()
+	el := elCache.m[key]
+	elCache.Unlock()
+	if el != nil {
+		return el, nil
+	}
+	el, err := attest.ParseEventLog(b)
+	if err != nil {
+		return nil, err
+	}
+	elCache.Lock()
+	if elCache.m == nil || len(elCache.m) >= elCacheMax {
+		elCache.m = make(map[[32]byte]*attest.EventLog)
+	}
+	elCache.m[key] = el
+	elCache.Unlock()
+	return el, nil
+}
+
+// imaReplayed is a parsed IMA list with its PCR 10 replay: prefix maps
+// each value PCR 10 takes to the longest prefix of entries extending it to
+// that value.
+type imaReplayed struct {
+	entries []IMAEntry
+	prefix  map[[32]byte]int
+}
+
+// imaCache holds replayed IMA lists by the SHA-256 of their encoding: a
+// device sends the same list, or the same list and a few more entries,
+// attestation after attestation. It holds at most imaCacheEntries entries
+// in all.
+var imaCache struct {
+	sync.Mutex
+	m       map[[32]byte]*imaReplayed
+	entries int
+}
+
+const imaCacheEntries = 1 << 18
+
+func replayIMA(list []byte) (*imaReplayed, error) {
+	key := sha256.Sum256(list)
+	imaCache.Lock()
+	rp := imaCache.m[key]
+	imaCache.Unlock()
+	if rp != nil {
+		return rp, nil
+	}
+	entries, err := ParseIMALog(list)
+	if err != nil {
+		return nil, err
+	}
+	rp = &imaReplayed{entries: entries, prefix: make(map[[32]byte]int, len(entries))}
+	var buf [64]byte // PCR || extended digest
+	for i := range entries {
+		e := &entries[i]
+		if e.PCR != IMAPCR {
+			continue
+		}
+		copy(buf[32:], e.Extend[:])
+		pcr := sha256.Sum256(buf[:])
+		copy(buf[:32], pcr[:])
+		rp.prefix[pcr] = i + 1
+	}
+	imaCache.Lock()
+	if imaCache.m == nil || imaCache.entries+len(entries) > imaCacheEntries {
+		imaCache.m = make(map[[32]byte]*imaReplayed)
+		imaCache.entries = 0
+	}
+	if len(entries) <= imaCacheEntries {
+		imaCache.m[key] = rp
+		imaCache.entries += len(entries)
+	}
+	imaCache.Unlock()
+	return rp, nil
 }
 
 // compareFiles compares the integrity monitor's hashes with the policy.
