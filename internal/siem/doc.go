@@ -45,6 +45,11 @@
 //     as events.Event.Marshal encodes it (see docs/events.md); it never
 //     contains a line break.
 //
+// An alert (Syslog.SendAlert) is one message in the same form, with the
+// configured facility, the alert's severity mapped the same way, its time
+// as TIMESTAMP, MSGID "alert", the parameters alert (its ID), rule, device
+// and severity, and the Alert as JSON for MSG.
+//
 // A message is at most about 66 KB (events are at most events.MaxEventSize
 // bytes of JSON); RFC 5425 only asks collectors to accept 8 KB by default,
 // so raise the collector's limit (rsyslog: global(maxMessageSize="128k")).

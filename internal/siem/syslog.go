@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -186,6 +187,43 @@ func (s *Syslog) Send(ctx context.Context, evs []events.Event) error {
 			return &InvalidEventError{Index: i, Err: err}
 		}
 	}
+	return s.send(ctx, buf)
+}
+
+// SendAlert sends one alert as an RFC 5424 message (see the package
+// documentation), with the same guarantee as Send.
+func (s *Syslog) SendAlert(ctx context.Context, a Alert) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	host := ""
+	if s.cfg.Hostname != nil {
+		host = s.cfg.Hostname(a.DeviceID)
+	}
+	if host == "" {
+		host = a.DeviceID
+	}
+	a.Time = a.Time.UTC()
+	body, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("siem: encode alert: %w", err)
+	}
+	var msg []byte
+	msg = appendHeader(msg, s.facility, syslogSeverity(a.Severity), a.Time, host, "alert")
+	msg = append(msg, " ["...)
+	msg = append(msg, SDID...)
+	msg = appendParam(msg, "alert", a.ID)
+	msg = appendParam(msg, "rule", a.Rule)
+	msg = appendParam(msg, "device", a.DeviceID)
+	msg = appendParam(msg, "severity", events.SeverityName(a.Severity))
+	msg = append(msg, "] \xEF\xBB\xBF"...)
+	msg = append(msg, body...)
+	frame := strconv.AppendInt(nil, int64(len(msg)), 10)
+	frame = append(frame, ' ')
+	return s.send(ctx, append(frame, msg...))
+}
+
+func (s *Syslog) send(ctx context.Context, buf []byte) error {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -437,16 +475,7 @@ func appendMessage(b []byte, e *events.Event, facility int, hostname string) ([]
 	if err != nil {
 		return b, err
 	}
-	b = append(b, '<')
-	b = strconv.AppendInt(b, int64(facility*8+syslogSeverity(e.SeverityID)), 10)
-	b = append(b, ">1 "...)
-	b = e.DeviceTime.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
-	b = append(b, ' ')
-	b = appendHeaderField(b, hostname, 255)
-	b = append(b, ' ')
-	b = append(b, AppName...)
-	b = append(b, " - "...)
-	b = appendHeaderField(b, e.Type, 32)
+	b = appendHeader(b, facility, syslogSeverity(e.SeverityID), e.DeviceTime, hostname, e.Type)
 	b = append(b, " ["...)
 	b = append(b, SDID...)
 	b = appendParam(b, "device", e.DeviceID)
@@ -456,6 +485,21 @@ func appendMessage(b []byte, e *events.Event, facility int, hostname string) ([]
 	b = append(b, "] \xEF\xBB\xBF"...)
 	b = append(b, body...)
 	return b, nil
+}
+
+// appendHeader appends PRI VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP
+// PROCID SP MSGID.
+func appendHeader(b []byte, facility, severity int, t time.Time, hostname, msgid string) []byte {
+	b = append(b, '<')
+	b = strconv.AppendInt(b, int64(facility*8+severity), 10)
+	b = append(b, ">1 "...)
+	b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+	b = append(b, ' ')
+	b = appendHeaderField(b, hostname, 255)
+	b = append(b, ' ')
+	b = append(b, AppName...)
+	b = append(b, " - "...)
+	return appendHeaderField(b, msgid, 32)
 }
 
 func (s *Syslog) appendFrame(b []byte, e *events.Event) ([]byte, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -582,5 +583,46 @@ func TestSyslogClientRejected(t *testing.T) {
 	}
 	if got := r.received(); len(got) != 0 {
 		t.Errorf("collector accepted %d messages", len(got))
+	}
+}
+
+func TestSyslogAlertToRsyslog(t *testing.T) {
+	pki := newTestPKI(t)
+	r := startRsyslogd(t, pki, rsyslogOptions{})
+	s, err := NewSyslog(SyslogConfig{Addr: r.addr(), ServerName: pki.serverName, RootCAs: pki.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	evs := testEvents(t, "dev-al", 3, 2, 0)
+	a := Alert{ID: `al-"1"`, Rule: "ssh]bruteforce", Severity: events.SeverityCritical, DeviceID: "dev-al",
+		Summary: "5 failed SSH logins", Time: testTime, Events: []EventRef{Ref(&evs[0]), Ref(&evs[1])}}
+	if err := s.SendAlert(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	bad := a
+	bad.Rule = ""
+	if err := s.SendAlert(context.Background(), bad); err == nil {
+		t.Error("invalid alert sent")
+	}
+	lines := r.waitReceived(1, 5*time.Second)
+	if len(lines) != 1 {
+		t.Fatalf("received %d messages", len(lines))
+	}
+	m, err := parseRFC5424([]byte(lines[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Pri != 16*8+2 || m.MsgID != "alert" || m.Hostname != "dev-al" || m.Timestamp != "2026-11-26T21:04:05.123456Z" || !m.BOM {
+		t.Errorf("header %+v", m)
+	}
+	for name, want := range map[string]string{"alert": a.ID, "rule": a.Rule, "device": "dev-al", "severity": "Critical"} {
+		if got, _ := m.param(SDID, name); got != want {
+			t.Errorf("%s=%q, want %q", name, got, want)
+		}
+	}
+	var got Alert
+	if err := json.Unmarshal(m.Msg, &got); err != nil || !reflect.DeepEqual(got, a) {
+		t.Errorf("MSG %s: %v", m.Msg, err)
 	}
 }
