@@ -103,6 +103,10 @@ func wantStatus(t *testing.T, r *attest.Result, status string) {
 	if r.Status != status {
 		t.Fatalf("status = %s, want %s; problems:\n  %s", r.Status, status, strings.Join(r.Problems, "\n  "))
 	}
+	// Every problem shows in the status, and every status has a reason.
+	if (status == api.AttestAffirming) != (len(r.Problems) == 0) {
+		t.Fatalf("status %s with problems %q", r.Status, r.Problems)
+	}
 }
 
 // wantProblem fails unless some problem contains every fragment.

@@ -462,6 +462,7 @@ func (a *appraisal) verifyBoot(ev *api.Evidence, pcrs []attest.PCR, bootPCRs []i
 			}
 			if claimSB != "unknown" && claimSB != r.SecureBoot {
 				a.problem("Secure Boot: the agent reported %q but the measured log says %q", claimSB, r.SecureBoot)
+				raise(&r.Vector.Configuration, ClaimUnsafeConfig)
 			}
 		} else {
 			a.problem("Secure Boot state unverified (%v); the agent reports %q", err, claimSB)
@@ -469,7 +470,9 @@ func (a *appraisal) verifyBoot(ev *api.Evidence, pcrs []attest.PCR, bootPCRs []i
 	} else {
 		a.problem("Secure Boot state unverified (PCR 7 not replayed); the agent reports %q", claimSB)
 	}
-	if r.SecureBoot != "enabled" {
+	// Secure Boot that is off, or on only by the agent's word, is a
+	// warning.
+	if !r.SecureBootVerified || r.SecureBoot != "enabled" {
 		if r.SecureBootVerified {
 			a.problem("Secure Boot is disabled")
 		}
