@@ -44,6 +44,7 @@ Commands:
   run       run the agent daemon
   status    show the running agent's status
   health    show the device's local health summary
+  events    show the device's security events from its journal (--follow, --json)
   version   print the agent version
   tuf-client  the TUF conformance suite's client CLI (init, refresh, download)
   tpm       TPM tools: info (EK hash for zero-touch enrolment), emulate-boot, extend
@@ -69,6 +70,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return c.status(args[1:])
 	case "health":
 		return c.health(args[1:])
+	case "events":
+		return c.events(args[1:])
 	case "version":
 		return c.version(args[1:])
 	case "tuf-client":
@@ -213,6 +216,8 @@ func (c *cmd) run(args []string) int {
 	hardware := fs.String("hardware", "", "this device's hardware `model`; releases published for other hardware are refused")
 	healthCheck := fs.String("health-check", "", "`command` run after an update switches versions (split on spaces, no shell); non-zero exit rolls back")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	eventRate := fs.Float64("event-rate", 0, "most security events forwarded per `second` (paces a backlog after an outage); 0 means 2000")
+	clockThreshold := fs.Duration("clock-threshold", 0, "clock offset from the server past which a clock.offset event is recorded; 0 means 5s")
 	tpmSpec := fs.String("tpm", "", "the TPM holding the device key when it is not the one recorded at enrolment: `auto`, a device path, swtpm:HOST:PORT, or none")
 	platformRoot := fs.String("platform-root", "", "`DIR` prepended to the boot event log, IMA list and SecureBoot paths (an emulated boot for a software TPM)")
 	if code, ok := c.parse(fs, args); !ok {
@@ -221,13 +226,16 @@ func (c *cmd) run(args []string) int {
 	if *interval < 0 || (*interval > 0 && *interval < time.Second) {
 		return c.errorf(exitUsage, "--interval must be 0 (server's choice) or at least 1s, not %v", *interval)
 	}
+	if *eventRate < 0 || *clockThreshold < 0 {
+		return c.errorf(exitUsage, "--event-rate and --clock-threshold must not be negative")
+	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return c.errorf(exitUsage, "--log-level must be debug, info, warn or error, not %q", *level)
 	}
 	logger := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lv}))
 	err := agent.Run(c.ctx, agent.Config{StateDir: *dir, Interval: *interval, InstallRoot: *installRoot, HealthCheck: strings.Fields(*healthCheck), Hardware: *hardware,
-		TPM: *tpmSpec, PlatformRoot: *platformRoot}, logger)
+		TPM: *tpmSpec, PlatformRoot: *platformRoot, Events: agent.EventsConfig{Rate: *eventRate, ClockThreshold: *clockThreshold}}, logger)
 	if err != nil {
 		return c.errorf(exitFail, "%v", err)
 	}
