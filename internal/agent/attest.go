@@ -38,8 +38,9 @@ var bootPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7}
 // health report (devices with one send it after each attestation).
 const healthReportEvery = 10 * time.Minute
 
-// resolveTPM turns a --tpm value into a TPM spec, or "" for none.
-func resolveTPM(spec string) (string, error) {
+// ResolveTPM turns a --tpm value into a TPM spec, or "" for none: "auto"
+// is the kernel resource manager when the device has one.
+func ResolveTPM(spec string) (string, error) {
 	switch spec {
 	case "", TPMNone:
 		return "", nil

@@ -65,7 +65,7 @@ func Enroll(ctx context.Context, o EnrollOptions) (*state.State, error) {
 	if u, err := url.Parse(o.Server); err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("server %q must be an https:// URL", o.Server)
 	}
-	spec, err := resolveTPM(o.TPM)
+	spec, err := ResolveTPM(o.TPM)
 	if err != nil {
 		return nil, err
 	}

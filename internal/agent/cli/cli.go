@@ -141,10 +141,14 @@ func (c *cmd) enroll(args []string) int {
 	if code, ok := c.parse(fs, args); !ok {
 		return code
 	}
+	tpmResolved, err := agent.ResolveTPM(*tpmSpec)
+	if err != nil {
+		return c.errorf(exitUsage, "%v", err)
+	}
 	switch {
 	case *server == "":
 		return c.errorf(exitUsage, "--server is required")
-	case *token == "" && *tokenFile == "" && (*tpmSpec == "none" || *tpmSpec == ""):
+	case *token == "" && *tokenFile == "" && tpmResolved == "":
 		return c.errorf(exitUsage, "--token or --token-file is required (without a TPM there is no zero-touch enrolment)")
 	case *token != "" && *tokenFile != "":
 		return c.errorf(exitUsage, "give --token or --token-file, not both")
