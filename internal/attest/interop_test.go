@@ -56,12 +56,10 @@ func TestInteropSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewAK: %v", err)
 	}
-	defer ak.Close(tpm)
 	key, err := tpm.NewKey(ak, &gattest.KeyConfig{Algorithm: gattest.ECDSA, Size: 256})
 	if err != nil {
 		t.Fatalf("NewKey: %v", err)
 	}
-	defer key.Close()
 	ap, cp := ak.AttestationParameters(), key.CertificationParameters()
 	ekDER := mustPKIX(t, eks[0].Public)
 	req := &api.TPMEnrollment{
@@ -84,6 +82,7 @@ func TestInteropSimulator(t *testing.T) {
 	if !bytes.Equal(got, secret) {
 		t.Fatalf("activated %x, want %x", got, secret)
 	}
+	firstCred, firstEnc := cred, enc
 	// A device key the AK did not certify is refused.
 	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -116,7 +115,7 @@ func TestInteropSimulator(t *testing.T) {
 	}
 	pol := &attest.Policy{AllowedFiles: allowed}
 
-	quote := func(nonce []byte) *api.Evidence {
+	quoteBy := func(ak *gattest.AK, nonce []byte) *api.Evidence {
 		t.Helper()
 		q, err := ak.QuotePCRs(tpm, nonce, gattest.HashSHA256, quotePCRs)
 		if err != nil {
@@ -136,6 +135,7 @@ func TestInteropSimulator(t *testing.T) {
 		}
 		return ev
 	}
+	quote := func(nonce []byte) *api.Evidence { return quoteBy(ak, nonce) }
 	nonce := newNonce(t)
 	r := attest.Verify(enr.AKPublic, quote(nonce), nonce, pol)
 	// No reference: a warning, with everything else verified.
@@ -157,12 +157,53 @@ func TestInteropSimulator(t *testing.T) {
 	r = attest.Verify(enr.AKPublic, quote(nonce), newNonce(t), pol)
 	wantStatus(t, r, api.AttestContraindicated)
 
+	// An RSA AK (go-attestation's default) with its own device key.
+	key.Close()
+	ak.Close(tpm)
+	rsaAK, err := tpm.NewAK(&gattest.AKConfig{Algorithm: gattest.RSA})
+	if err != nil {
+		t.Fatalf("NewAK(RSA): %v", err)
+	}
+	rsaKey, err := tpm.NewKey(rsaAK, &gattest.KeyConfig{Algorithm: gattest.ECDSA, Size: 256})
+	if err != nil {
+		t.Fatalf("NewKey: %v", err)
+	}
+	ap, cp = rsaAK.AttestationParameters(), rsaKey.CertificationParameters()
+	req = &api.TPMEnrollment{
+		EKPublic:  ekDER,
+		AK:        api.AKParameters{Public: ap.Public, CreateData: ap.CreateData, CreateAttestation: ap.CreateAttestation, CreateSignature: ap.CreateSignature},
+		DeviceKey: api.CertifyParameters{Public: cp.Public, Attestation: cp.CreateAttestation, Signature: cp.CreateSignature},
+	}
+	rsaEnr, err := attest.VerifyEnrollment(req, rsaKey.Public(), nil)
+	if err != nil {
+		t.Fatalf("VerifyEnrollment(RSA AK): %v", err)
+	}
+	secret, cred, enc, err = rsaEnr.Challenge()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rsaAK.ActivateCredential(tpm, gattest.EncryptedCredential{Credential: cred, Secret: enc}); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("ActivateCredential(RSA AK): %x, %v", got, err)
+	}
+	// The first AK's challenge is bound to the first AK's name.
+	if _, err := rsaAK.ActivateCredential(tpm, gattest.EncryptedCredential{Credential: firstCred, Secret: firstEnc}); err == nil {
+		t.Error("the RSA AK activated a credential made for the ECDSA AK")
+	}
+	nonce = newNonce(t)
+	r = attest.Verify(rsaEnr.AKPublic, quoteBy(rsaAK, nonce), nonce, pol)
+	wantStatus(t, r, api.AttestAffirming)
+	// A quote by one AK does not verify as another's.
+	r = attest.Verify(enr.AKPublic, quoteBy(rsaAK, nonce), nonce, pol)
+	wantStatus(t, r, api.AttestContraindicated)
+
 	// Something extends PCR 4 without logging it.
 	extendSim(t, sim, 4, sha256.Sum256([]byte("bootkit")))
 	nonce = newNonce(t)
-	r = attest.Verify(enr.AKPublic, quote(nonce), nonce, pol)
+	r = attest.Verify(rsaEnr.AKPublic, quoteBy(rsaAK, nonce), nonce, pol)
 	wantStatus(t, r, api.AttestContraindicated)
 	wantProblem(t, r, "does not replay", "[4]")
+	rsaKey.Close()
+	rsaAK.Close(tpm)
 }
 
 func extendSim(t *testing.T, sim *simulator.Simulator, pcr int, digest [32]byte) {
