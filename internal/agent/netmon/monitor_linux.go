@@ -1,0 +1,274 @@
+package netmon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/bulwark-iot/bulwark/internal/communityid"
+)
+
+// Monitor polls the socket tables and reports new flows.
+type Monitor struct {
+	cfg      Config
+	diag     sockDiag
+	proc     *procIndex
+	socks    []Socket
+	seen     map[flowKey]uint64 // flows of the last poll → inode (0 unknown)
+	next     map[flowKey]uint64
+	listen   map[listenKey]struct{}
+	polled   bool
+	backend  Backend
+	fallback error // why BackendAuto fell back to /proc, if it did
+}
+
+type flowKey struct {
+	proto         uint8
+	local, remote netip.AddrPort
+}
+
+type listenKey struct {
+	proto uint8
+	port  uint16
+	addr  netip.Addr // unmapped; the unspecified address of its family for wildcards
+}
+
+// New returns a Monitor; it does nothing until Run or Poll is called.
+func New(cfg Config) *Monitor {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Monitor{
+		cfg: cfg, proc: newProcIndex(cfg.ProcRoot),
+		seen: map[flowKey]uint64{}, next: map[flowKey]uint64{}, listen: map[listenKey]struct{}{},
+	}
+}
+
+// Backend reports the backend the last poll used.
+func (m *Monitor) Backend() Backend { return m.backend }
+
+// Run polls every Config.Interval until ctx ends, calling emit for each new
+// flow from the calling goroutine, and returns ctx's error. A failed poll is
+// returned as an error unless ctx has ended.
+func (m *Monitor) Run(ctx context.Context, emit func(Flow)) error {
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	for {
+		flows, err := m.Poll()
+		if err != nil {
+			return err
+		}
+		for _, f := range flows {
+			emit(f)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// list fills m.socks from the configured backend.
+func (m *Monitor) list() error {
+	m.socks = m.socks[:0]
+	var err error
+	switch m.cfg.Backend {
+	case BackendNetlink:
+		m.backend = BackendNetlink
+		m.socks, err = m.diag.list(m.socks)
+		return err
+	case BackendProc:
+		m.backend = BackendProc
+		return m.listProc()
+	case BackendAuto:
+		if m.fallback == nil {
+			m.backend = BackendNetlink
+			if m.socks, err = m.diag.list(m.socks); err == nil {
+				return nil
+			}
+			m.fallback = err
+			m.socks = m.socks[:0]
+		}
+		m.backend = BackendProc
+		if perr := m.listProc(); perr != nil {
+			return errors.Join(m.fallback, perr)
+		}
+		return nil
+	}
+	return fmt.Errorf("netmon: unknown backend %q", m.cfg.Backend)
+}
+
+func (m *Monitor) listProc() error {
+	for _, f := range []struct {
+		name  string
+		proto uint8
+	}{{"tcp", ProtoTCP}, {"tcp6", ProtoTCP}, {"udp", ProtoUDP}, {"udp6", ProtoUDP}} {
+		fh, err := os.Open(m.cfg.ProcRoot + "/net/" + f.name)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && (f.name == "tcp6" || f.name == "udp6") {
+				continue // IPv6 disabled
+			}
+			return fmt.Errorf("netmon: %w", err)
+		}
+		m.socks, err = ParseProcNet(m.socks, fh, f.proto)
+		fh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isFlow reports whether s is a flow: a TCP connection past the handshake
+// (including TIME_WAIT, so short connections are not missed) or a
+// connected UDP socket.
+func isFlow(s *Socket) bool {
+	if s.Remote.Port() == 0 {
+		return false
+	}
+	if s.Proto == ProtoUDP {
+		return true
+	}
+	switch s.State {
+	case StateListen, StateSynRecv, StateNewSynRecv, StateClose:
+		return false
+	}
+	return true
+}
+
+// isListener reports whether s accepts flows: a listening TCP socket or a
+// bound, unconnected UDP socket.
+func isListener(s *Socket) bool {
+	if s.Proto == ProtoTCP {
+		return s.State == StateListen
+	}
+	return s.Remote.Port() == 0 && s.Local.Port() != 0
+}
+
+func (m *Monitor) inbound(proto uint8, local netip.AddrPort) bool {
+	a := local.Addr().Unmap()
+	for _, k := range [...]listenKey{
+		{proto, local.Port(), a},
+		{proto, local.Port(), netip.IPv4Unspecified()},
+		{proto, local.Port(), netip.IPv6Unspecified()},
+	} {
+		if _, ok := m.listen[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Poll lists the sockets once and returns the flows not seen by the
+// previous poll. Flows that disappear are forgotten, so a later flow with
+// the same addresses is reported again.
+func (m *Monitor) Poll() ([]Flow, error) {
+	if err := m.list(); err != nil {
+		return nil, err
+	}
+	first := !m.polled
+	m.polled = true
+
+	// Listeners of this poll and the previous one: a connection accepted
+	// just before its listener closed still counts as inbound.
+	prevListen := m.listen
+	m.listen = make(map[listenKey]struct{}, len(prevListen))
+	for i := range m.socks {
+		s := &m.socks[i]
+		if isListener(s) {
+			m.listen[listenKey{s.Proto, s.Local.Port(), s.Local.Addr().Unmap()}] = struct{}{}
+		}
+	}
+	for k := range prevListen {
+		m.listen[k] = struct{}{}
+	}
+
+	clear(m.next)
+	var fresh []int
+	needScan := false
+	for i := range m.socks {
+		s := &m.socks[i]
+		if !isFlow(s) {
+			continue
+		}
+		k := flowKey{s.Proto, s.Local, s.Remote}
+		ino, ok := m.seen[k]
+		switch {
+		case ok && (ino == s.Inode || ino == 0 || s.Inode == 0):
+			// Known flow (a socket in TIME_WAIT has lost its inode).
+			if s.Inode != 0 {
+				ino = s.Inode
+			}
+			m.next[k] = ino
+			continue
+		}
+		if prev, dup := m.next[k]; dup && (prev == s.Inode || s.Inode == 0) {
+			continue // listed twice in one poll
+		}
+		m.next[k] = s.Inode
+		fresh = append(fresh, i)
+		if s.Inode != 0 {
+			if _, known := m.proc.owner[s.Inode]; !known {
+				needScan = true
+			}
+		}
+	}
+	m.seen, m.next = m.next, m.seen
+	if first && m.cfg.SkipExisting || len(fresh) == 0 {
+		return nil, nil
+	}
+	if needScan {
+		m.proc.scan()
+	}
+	now := m.cfg.Now()
+	flows := make([]Flow, 0, len(fresh))
+	exes := map[int][2]string{}
+	for _, i := range fresh {
+		s := &m.socks[i]
+		f := Flow{
+			Protocol:   "tcp",
+			Direction:  Outbound,
+			State:      StateName(s.State),
+			LocalIP:    s.Local.Addr().Unmap(),
+			LocalPort:  s.Local.Port(),
+			RemoteIP:   s.Remote.Addr().Unmap(),
+			RemotePort: s.Remote.Port(),
+			Inode:      s.Inode,
+			UID:        s.UID,
+			User:       m.proc.user(s.UID),
+			FirstSeen:  now,
+		}
+		if s.Proto == ProtoUDP {
+			f.Protocol = "udp"
+		}
+		if m.inbound(s.Proto, s.Local) {
+			f.Direction = Inbound
+		}
+		f.CommunityID, _ = communityid.ID(m.cfg.CommunityIDSeed, communityid.Tuple{
+			Proto: s.Proto, SrcIP: f.LocalIP, DstIP: f.RemoteIP, SrcPort: f.LocalPort, DstPort: f.RemotePort,
+		})
+		if s.Inode != 0 {
+			if pid, ok := m.proc.owner[s.Inode]; ok {
+				f.PID = pid
+				e, ok := exes[pid]
+				if !ok {
+					e[0], e[1] = m.proc.exe(pid)
+					exes[pid] = e
+				}
+				f.Exe, f.ExeSHA256 = e[0], e[1]
+			}
+		}
+		flows = append(flows, f)
+	}
+	return flows, nil
+}
