@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,6 +240,13 @@ func TestSyslogToRsyslog(t *testing.T) {
 	}
 	if len(lines) != len(all) {
 		t.Errorf("rsyslogd wrote %d messages, sent %d", len(lines), len(all))
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "(*syslogConn).read") {
+		t.Errorf("connection reader still running after Close:\n%s", stacks)
 	}
 }
 
@@ -625,4 +633,69 @@ func TestSyslogAlertToRsyslog(t *testing.T) {
 	if err := json.Unmarshal(m.Msg, &got); err != nil || !reflect.DeepEqual(got, a) {
 		t.Errorf("MSG %s: %v", m.Msg, err)
 	}
+}
+
+// BenchmarkSyslogSender is the sender's own ceiling: the same 1 KB records
+// and batches as BenchmarkRsyslogTLS, to a Go TLS 1.3 server that reads and
+// discards them.
+func BenchmarkSyslogSender(b *testing.B) {
+	pki := newTestPKI(b)
+	cert, err := tls.LoadX509KeyPair(pki.serverCert, pki.serverKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	var received sync.WaitGroup
+	received.Add(1)
+	var n int64
+	go func() {
+		defer received.Done()
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			k, err := c.Read(buf)
+			n += int64(k)
+			if err != nil {
+				return
+			}
+		}
+	}()
+	s, err := NewSyslog(SyslogConfig{Addr: l.Addr().String(), ServerName: pki.serverName, RootCAs: pki.pool, Probation: time.Nanosecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const batch = 100
+	recs := make([]events.Event, batch)
+	for i := range recs {
+		recs[i] = testIntegrity(b, "dev-bench", uint64(i+1))
+	}
+	ctx := context.Background()
+	if err := s.Send(ctx, recs[:1]); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(1024 * batch)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if err := s.Send(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	s.Close()
+	received.Wait()
+	if want := int64(1024 * (b.N*batch + 1)); n != want {
+		b.Fatalf("server read %d bytes, want %d", n, want)
+	}
+	b.ReportMetric(float64(b.N*batch)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(0, "ns/op")
 }
