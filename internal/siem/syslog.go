@@ -96,13 +96,15 @@ type SyslogConfig struct {
 // syslog collector, framed by octet counting as RFC 5425 specifies. It is
 // safe for concurrent use; concurrent Sends are serialised.
 //
-// RFC 5425 has no application-level acknowledgement, so "delivered" is the
-// strongest thing a sender can know: Send returns nil only after every byte
+// RFC 5425 has no application-level acknowledgement, so Send reports the
+// strongest thing a sender can know: it returns nil only after every byte
 // of the batch was written, the collector's TCP stack acknowledged all of it
-// (Linux; elsewhere: written to the socket), and the connection had not been
-// closed or reset by then. A collector that reads what it was sent and
-// restarts loses nothing; a collector process that dies with unread data in
+// (Linux; elsewhere: written to the socket), the connection was at least
+// SyslogConfig.Probation old, and it had not been closed or reset by then.
+// A collector that reads what it was sent before it stops (rsyslogd does on
+// SIGTERM) loses nothing; a collector process that dies with unread data in
 // its socket buffer loses that data, which no RFC 5425 sender can detect.
+// Where that matters, use the Webhook, which a receiver acknowledges.
 type Syslog struct {
 	cfg                    SyslogConfig
 	tls                    *tls.Config

@@ -448,7 +448,7 @@ func TestSyslogBackoff(t *testing.T) {
 	// fails the handshake, as this listener speaks no TLS).
 	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
-		t.Skipf("port %d was taken meanwhile: %v", port, err)
+		t.Fatalf("port %d was taken meanwhile: %v", port, err)
 	}
 	defer l.Close()
 	go func() {
