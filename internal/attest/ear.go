@@ -291,10 +291,11 @@ func JWKS(keys map[string]crypto.PublicKey) ([]byte, error) {
 		if !ok || pk.Curve != elliptic.P256() {
 			return nil, fmt.Errorf("attest: JWKS: key %q is not ECDSA P-256", kid)
 		}
-		x, y := make([]byte, 32), make([]byte, 32)
-		pk.X.FillBytes(x)
-		pk.Y.FillBytes(y)
-		set.Keys = append(set.Keys, jwk{Kty: "EC", Crv: "P-256", X: b64.EncodeToString(x), Y: b64.EncodeToString(y), Kid: kid, Alg: "ES256", Use: "sig"})
+		pt, err := pk.Bytes() // 0x04 || X || Y
+		if err != nil {
+			return nil, fmt.Errorf("attest: JWKS: key %q: %w", kid, err)
+		}
+		set.Keys = append(set.Keys, jwk{Kty: "EC", Crv: "P-256", X: b64.EncodeToString(pt[1:33]), Y: b64.EncodeToString(pt[33:]), Kid: kid, Alg: "ES256", Use: "sig"})
 	}
 	return json.Marshal(set)
 }

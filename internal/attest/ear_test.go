@@ -103,7 +103,8 @@ func TestJWKS(t *testing.T) {
 		t.Fatalf("JWKS = %s", b)
 	}
 	x, _ := base64.RawURLEncoding.DecodeString(set.Keys[0].X)
-	if len(x) != 32 || !bytes.Equal(x, key.PublicKey.X.FillBytes(make([]byte, 32))) {
+	pt, _ := key.PublicKey.Bytes()
+	if len(x) != 32 || !bytes.Equal(x, pt[1:33]) {
 		t.Errorf("x = %x", x)
 	}
 }

@@ -102,7 +102,10 @@ func TestEnrollmentRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notFixed := softtpm.DevicePublic(&stranger.PublicKey)
+	notFixed, err := softtpm.DevicePublic(&stranger.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	notFixed.ObjectAttributes.FixedTPM = false
 	notFixedCert, err := tpm.CertifyPublic(notFixed)
 	if err != nil {

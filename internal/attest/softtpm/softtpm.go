@@ -93,7 +93,10 @@ func New(opts Options) (*TPM, error) {
 	if t.dev, err = ecdsa.GenerateKey(elliptic.P256(), rnd); err != nil {
 		return nil, fmt.Errorf("softtpm: device key: %w", err)
 	}
-	akPub := eccPublic(&t.ak.PublicKey, true)
+	akPub, err := eccPublic(&t.ak.PublicKey, true)
+	if err != nil {
+		return nil, err
+	}
 	t.akPub = tpm2.Marshal(akPub)
 	name, err := tpm2.ObjectName(akPub)
 	if err != nil {
@@ -113,10 +116,12 @@ func New(opts Options) (*TPM, error) {
 
 // eccPublic is the TPMT_PUBLIC of a P-256 signing key created in the TPM:
 // an AK (restricted) or a device key.
-func eccPublic(k *ecdsa.PublicKey, restricted bool) *tpm2.TPMTPublic {
-	x, y := make([]byte, 32), make([]byte, 32)
-	k.X.FillBytes(x)
-	k.Y.FillBytes(y)
+func eccPublic(k *ecdsa.PublicKey, restricted bool) (*tpm2.TPMTPublic, error) {
+	pt, err := k.Bytes() // 0x04 || X || Y
+	if err != nil || k.Curve != elliptic.P256() {
+		return nil, errors.New("softtpm: not a P-256 public key")
+	}
+	x, y := pt[1:33], pt[33:]
 	return &tpm2.TPMTPublic{
 		Type:    tpm2.TPMAlgECC,
 		NameAlg: tpm2.TPMAlgSHA256,
@@ -141,7 +146,7 @@ func eccPublic(k *ecdsa.PublicKey, restricted bool) *tpm2.TPMTPublic {
 			X: tpm2.TPM2BECCParameter{Buffer: x},
 			Y: tpm2.TPM2BECCParameter{Buffer: y},
 		}),
-	}
+	}, nil
 }
 
 // sign is TPM2_Sign-like: ECDSA with SHA-256 by the AK, as a TPMT_SIGNATURE.
@@ -251,7 +256,11 @@ func (t *TPM) CertifyDeviceKey() (api.CertifyParameters, error) {
 // Certify certifies a P-256 key as if the TPM had created it (fixedTPM,
 // fixedParent, sensitiveDataOrigin), signed by the AK.
 func (t *TPM) Certify(pub *ecdsa.PublicKey) (api.CertifyParameters, error) {
-	return t.CertifyPublic(eccPublic(pub, false))
+	p, err := eccPublic(pub, false)
+	if err != nil {
+		return api.CertifyParameters{}, err
+	}
+	return t.CertifyPublic(p)
 }
 
 // CertifyPublic certifies an arbitrary TPMT_PUBLIC, for tests of keys
@@ -274,7 +283,7 @@ func (t *TPM) CertifyPublic(p *tpm2.TPMTPublic) (api.CertifyParameters, error) {
 
 // DevicePublic returns the TPMT_PUBLIC of pub as a TPM-created device key,
 // for tests that alter it before CertifyPublic.
-func DevicePublic(pub *ecdsa.PublicKey) *tpm2.TPMTPublic { return eccPublic(pub, false) }
+func DevicePublic(pub *ecdsa.PublicKey) (*tpm2.TPMTPublic, error) { return eccPublic(pub, false) }
 
 // Enrollment returns the TPM part of an enrolment request for the device
 // key.
