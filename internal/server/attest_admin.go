@@ -11,6 +11,7 @@ import (
 
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/attest"
+	"github.com/bulwark-iot/bulwark/internal/healthdef"
 	"github.com/bulwark-iot/bulwark/internal/store"
 )
 
@@ -253,5 +254,14 @@ func (s *Server) handleCreateEKRegistrations(w http.ResponseWriter, r *http.Requ
 		s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "ek.register", target: "ek:" + g.EKHash, remote: ClientIP(r), detail: "group=" + g.Group, outcome: "ok"})
 	}
 	writeJSON(w, http.StatusCreated, api.EKRegistrationList{Registrations: req.Registrations})
+	return nil
+}
+
+// handleHealthDefinition serves the machine-readable definition of device
+// health (docs/device-health.md): states, checks and thresholds.
+func (s *Server) handleHealthDefinition(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Write(healthdef.JSON())
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/attest"
 	"github.com/bulwark-iot/bulwark/internal/attest/softtpm"
 	"github.com/bulwark-iot/bulwark/internal/deviceclient"
+	"github.com/bulwark-iot/bulwark/internal/healthdef"
 	"github.com/bulwark-iot/bulwark/internal/server"
 	"github.com/bulwark-iot/bulwark/internal/server/servertest"
 )
@@ -357,4 +358,17 @@ func tryEnrollAssurance(ts *servertest.Server, token, assurance string) (*device
 	cert := tlsCert(resp.Certificate, key)
 	c.SetCertificate(cert)
 	return &device{id: resp.DeviceID, key: key, cert: cert, client: c}, nil
+}
+
+func TestHealthDefinitionServed(t *testing.T) {
+	ts := servertest.Start(t, servertest.Options{})
+	resp, err := ts.HTTP.Get(ts.URL + "/api/v1/health/definition")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(b) != string(healthdef.JSON()) {
+		t.Fatalf("GET /api/v1/health/definition: %d, %d bytes; want the healthdef JSON", resp.StatusCode, len(b))
+	}
 }

@@ -44,6 +44,7 @@ func (s *Server) routesHandler() http.Handler {
 		{"POST", api.PathAttest, "device", s.handleAttest},
 		{"POST", api.PathHealthReport, "device", s.handleHealthReport},
 		{"GET", "/api/v1/attestation/keys", "public", s.handleAttestationKeys},
+		{"GET", "/api/v1/health/definition", "public", s.handleHealthDefinition},
 		{"GET", "/api/v1/devices/{id}/attestations", "admin", s.handleListAttestations},
 		{"POST", "/api/v1/devices/{id}/attest", "admin", s.handleRequestAttestation},
 		{"POST", "/api/v1/devices/{id}/attestation/approve-baseline", "admin", s.handleApproveBaseline},

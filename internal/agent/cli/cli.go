@@ -223,6 +223,9 @@ func (c *cmd) run(args []string) int {
 	eventRate := fs.Float64("event-rate", 0, "most security events forwarded per `second` (paces a backlog after an outage); 0 means 2000")
 	clockThreshold := fs.Duration("clock-threshold", 0, "clock offset from the server past which a clock.offset event is recorded; 0 means 5s")
 	tpmSpec := fs.String("tpm", "", "the TPM holding the device key when it is not the one recorded at enrolment: `auto`, a device path, swtpm:HOST:PORT, or none")
+	var integrityPaths, managedBinaries listFlag
+	fs.Var(&integrityPaths, "integrity-path", "a file or directory the integrity monitor hashes where the kernel has no IMA (repeatable)")
+	fs.Var(&managedBinaries, "managed-binary", "an ELF `FILE` whose hardening (PIE, RELRO, NX stack) is reported besides the agent's (repeatable)")
 	platformRoot := fs.String("platform-root", "", "`DIR` prepended to the boot event log, IMA list and SecureBoot paths (an emulated boot for a software TPM)")
 	if code, ok := c.parse(fs, args); !ok {
 		return code

@@ -93,3 +93,9 @@ func (c *cmd) tpmCmd(args []string) int {
 	}
 	return exitOK
 }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return fmt.Sprint([]string(*l)) }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
