@@ -39,7 +39,8 @@ var errIMATruncated = errors.New("truncated entry")
 // write it) with the ima-ng, ima-sig, ima-buf or legacy ima templates, and
 // computes each entry's SHA-256 template digest the way the kernel does
 // for banks other than SHA-1. It does not trust the SHA-1 template digest
-// in the list beyond telling violations apart.
+// in the list beyond telling violations apart. Entries' FileDigest point
+// into b.
 func ParseIMALog(b []byte) ([]IMAEntry, error) {
 	le := binary.LittleEndian
 	// An ima-ng entry for a short path is about 100 bytes.

@@ -610,10 +610,13 @@ func (a *appraisal) verifyIMA(list []byte, allowed map[string]bool) {
 // shared.
 var elCache struct {
 	sync.Mutex
-	m map[[32]byte]*attest.EventLog
+	m     map[[32]byte]*attest.EventLog
+	bytes int
 }
 
-const elCacheMax = 4096
+// elCacheBytes bounds the event logs held, counting each at twice its
+// encoded size; the cache empties when full.
+const elCacheBytes = 32 << 20
 
 func parseEventLog(b []byte) (*attest.EventLog, error) {
 	key := sha256.Sum256(b)
@@ -628,10 +631,12 @@ func parseEventLog(b []byte) (*attest.EventLog, error) {
 		return nil, err
 	}
 	elCache.Lock()
-	if elCache.m == nil || len(elCache.m) >= elCacheMax {
+	if elCache.m == nil || elCache.bytes+2*len(b) > elCacheBytes {
 		elCache.m = make(map[[32]byte]*attest.EventLog)
+		elCache.bytes = 0
 	}
 	elCache.m[key] = el
+	elCache.bytes += 2 * len(b)
 	elCache.Unlock()
 	return el, nil
 }
@@ -645,16 +650,16 @@ type imaReplayed struct {
 }
 
 // imaCache holds replayed IMA lists by the SHA-256 of their encoding: a
-// device sends the same list, or the same list and a few more entries,
-// attestation after attestation. It holds at most imaCacheEntries entries
-// in all.
+// device sends the same list attestation after attestation.
 var imaCache struct {
 	sync.Mutex
-	m       map[[32]byte]*imaReplayed
-	entries int
+	m     map[[32]byte]*imaReplayed
+	bytes int
 }
 
-const imaCacheEntries = 1 << 18
+// imaCacheBytes bounds the IMA lists held (the encoding, which entries
+// point into, plus 128 bytes an entry); the cache empties when full.
+const imaCacheBytes = 64 << 20
 
 func replayIMA(list []byte) (*imaReplayed, error) {
 	key := sha256.Sum256(list)
@@ -664,7 +669,8 @@ func replayIMA(list []byte) (*imaReplayed, error) {
 	if rp != nil {
 		return rp, nil
 	}
-	entries, err := ParseIMALog(list)
+	// Entries point into the list: keep a copy the caller cannot reuse.
+	entries, err := ParseIMALog(bytes.Clone(list))
 	if err != nil {
 		return nil, err
 	}
@@ -680,15 +686,14 @@ func replayIMA(list []byte) (*imaReplayed, error) {
 		copy(buf[:32], pcr[:])
 		rp.prefix[pcr] = i + 1
 	}
+	size := len(list) + 128*len(entries)
 	imaCache.Lock()
-	if imaCache.m == nil || imaCache.entries+len(entries) > imaCacheEntries {
+	if imaCache.m == nil || imaCache.bytes+size > imaCacheBytes {
 		imaCache.m = make(map[[32]byte]*imaReplayed)
-		imaCache.entries = 0
+		imaCache.bytes = 0
 	}
-	if len(entries) <= imaCacheEntries {
-		imaCache.m[key] = rp
-		imaCache.entries += len(entries)
-	}
+	imaCache.m[key] = rp
+	imaCache.bytes += size
 	imaCache.Unlock()
 	return rp, nil
 }
