@@ -396,3 +396,35 @@ func TestVerifyNilEvidence(t *testing.T) {
 		t.Fatal("nil evidence affirmed")
 	}
 }
+
+// The caches key on content: evidence altered in place after a
+// verification is appraised afresh.
+func TestVerifyCachesKeyOnContent(t *testing.T) {
+	t.Parallel()
+	d := newDevice(t, 30, 10)
+	pol := d.policy(t)
+	nonce := newNonce(t)
+	ev := d.quote(t, nonce)
+	wantStatus(t, attest.Verify(d.tpm.AKPublic(), ev, nonce, pol), api.AttestAffirming)
+
+	i := bytes.Index(ev.IMALog, []byte("lib003.so"))
+	ev.IMALog[i] = 'L'
+	r := attest.Verify(d.tpm.AKPublic(), ev, nonce, pol)
+	wantStatus(t, r, api.AttestContraindicated)
+	wantProblem(t, r, "IMA list does not replay")
+	ev.IMALog[i] = 'l'
+
+	// Flip a bit of the last event's digest in place.
+	last := d.tpm.EventLog().Events
+	digest := last[len(last)-1].Digest
+	k := bytes.Index(ev.EventLog, digest[:])
+	if k < 0 {
+		t.Fatal("digest not found in the encoded log")
+	}
+	ev.EventLog[k] ^= 1
+	r = attest.Verify(d.tpm.AKPublic(), ev, nonce, pol)
+	wantStatus(t, r, api.AttestContraindicated)
+	wantProblem(t, r, "does not replay", "[5]")
+	ev.EventLog[k] ^= 1
+	wantStatus(t, attest.Verify(d.tpm.AKPublic(), ev, nonce, pol), api.AttestAffirming)
+}
