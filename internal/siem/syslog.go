@@ -26,6 +26,11 @@ type Sink interface {
 	Close() error
 }
 
+var (
+	_ Sink = (*Syslog)(nil)
+	_ Sink = (*Webhook)(nil)
+)
+
 // ErrClosed is returned by Send after Close.
 var ErrClosed = errors.New("siem: sink closed")
 
