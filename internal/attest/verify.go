@@ -46,9 +46,9 @@ const (
 	ClaimGenuineHardware = 2 // hardware
 )
 
-// DefaultBootPCRs are the PCRs of the UEFI boot (firmware, its
+// DefaultBootPCRs returns the PCRs of the UEFI boot: 0-7 (firmware, its
 // configuration, option ROMs, boot manager, GPT, Secure Boot policy).
-var DefaultBootPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7}
+func DefaultBootPCRs() []int { return []int{0, 1, 2, 3, 4, 5, 6, 7} }
 
 // IMAPCR is the PCR the Linux IMA extends.
 const IMAPCR = 10
@@ -61,7 +61,7 @@ type Policy struct {
 	// means "bulwark-tpm-default".
 	ID string
 	// BootPCRs must all be quoted, have events in the event log
-	// (including an EV_SEPARATOR) and replay; nil means DefaultBootPCRs.
+	// (including an EV_SEPARATOR) and replay; nil means DefaultBootPCRs().
 	BootPCRs []int
 	// Reference holds the expected final SHA-256 values of PCRs, from a
 	// maker's signed ReferenceManifest or an admin-approved baseline
@@ -227,7 +227,7 @@ func Verify(akPublic []byte, ev *api.Evidence, nonce []byte, pol *Policy) *Resul
 	}
 	bootPCRs := pol.BootPCRs
 	if bootPCRs == nil {
-		bootPCRs = DefaultBootPCRs
+		bootPCRs = DefaultBootPCRs()
 	}
 	a.verifyBoot(ev, pcrs, bootPCRs)
 	a.compareReference(pol.Reference)
@@ -737,7 +737,7 @@ func (a *appraisal) compareFiles(files []api.FileMeasurement, want map[string]st
 }
 
 // CaptureReference makes a Reference from a result: the quoted values of
-// pcrs (nil means DefaultBootPCRs), for an administrator to approve as the
+// pcrs (nil means DefaultBootPCRs()), for an administrator to approve as the
 // baseline of a device or product. It refuses a result whose quote did not
 // verify or whose event log did not replay for those PCRs.
 func CaptureReference(id string, r *Result, pcrs []int) (*Reference, error) {
@@ -745,7 +745,7 @@ func CaptureReference(id string, r *Result, pcrs []int) (*Reference, error) {
 		return nil, errors.New("attest: capture reference: the quote did not verify")
 	}
 	if pcrs == nil {
-		pcrs = DefaultBootPCRs
+		pcrs = DefaultBootPCRs()
 	}
 	ref := &Reference{ID: id, PCRs: make(map[int][]byte, len(pcrs))}
 	for _, p := range pcrs {
