@@ -21,6 +21,9 @@
 //     verified result.
 //
 // Every function is safe for concurrent use; a Policy must not be
-// modified while in use. Package softtpm is a software TPM producing the
+// modified while in use. Verify keeps bounded caches, keyed by content, of
+// parsed AK public areas, event logs, replayed IMA lists and Secure Boot
+// states, since devices send the same logs attestation after attestation
+// and a fleet boots the same few configurations. Package softtpm is a software TPM producing the
 // same encodings, for simulations and tests.
 package attest

@@ -154,6 +154,25 @@ func TestVerifyTamperedEventLog(t *testing.T) {
 	})
 }
 
+func TestVerifyForgedLogKnob(t *testing.T) {
+	t.Parallel()
+	d := newDevice(t, 30, 0)
+	pol := d.policy(t)
+	// The device hides its real boot loader behind a log that names
+	// another: the TPM's PCRs still hold the real one.
+	log := d.tpm.EventLog()
+	for i, e := range log.Events {
+		if e.Type == softtpm.EvEFIBootServicesApplication {
+			log.Events[i].Digest = sha256.Sum256([]byte("approved-loader.efi"))
+		}
+	}
+	d.tpm.SetEventLog(log)
+	nonce := newNonce(t)
+	r := attest.Verify(d.tpm.AKPublic(), d.quote(t, nonce), nonce, pol)
+	wantStatus(t, r, api.AttestContraindicated)
+	wantProblem(t, r, "does not replay", "[4]")
+}
+
 func TestVerifyUnloggedMeasurement(t *testing.T) {
 	t.Parallel()
 	d := newDevice(t, 30, 0)

@@ -408,6 +408,22 @@ func (t *TPM) EventLog() *EventLog {
 	return &EventLog{Events: append([]Event(nil), t.log.Events...)}
 }
 
+// SetEventLog replaces the measured-boot log that Quote returns without
+// touching the PCRs: a knob for simulating a tampered or forged log.
+func (t *TPM) SetEventLog(l *EventLog) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.log = EventLog{Events: append([]Event(nil), l.Events...)}
+}
+
+// SetIMAList replaces the IMA list that Quote returns without touching
+// PCR 10.
+func (t *TPM) SetIMAList(l *IMAList) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ima = IMAList{Entries: append([]IMAEntry(nil), l.Entries...)}
+}
+
 // IMAList returns a copy of the IMA list.
 func (t *TPM) IMAList() *IMAList {
 	t.mu.Lock()
