@@ -218,7 +218,7 @@ func Verify(akPublic []byte, ev *api.Evidence, nonce []byte, pol *Policy) *Resul
 	defer func() { r.Status = statusOf(r.Vector) }()
 	if ev == nil {
 		a.problem("no evidence")
-		r.Vector.InstanceIdentity = ClaimUnexpectedEvidence
+		r.Vector.InstanceIdentity = ClaimCryptoValidationFailed
 		return r
 	}
 	pcrs, ok := a.verifyQuote(akPublic, ev, nonce)
