@@ -17,17 +17,35 @@ type Monitor struct {
 	diag     sockDiag
 	proc     *procIndex
 	socks    []Socket
-	seen     map[flowKey]uint64 // flows of the last poll → inode (0 unknown)
-	next     map[flowKey]uint64
+	seen     map[flowKey]flowID // flows of the last poll
+	next     map[flowKey]flowID
 	listen   map[listenKey]struct{}
 	polled   bool
 	backend  Backend
 	fallback error // why BackendAuto fell back to /proc, if it did
 }
 
+// flowKey is a flow's 5-tuple in a compact, cheaply hashed form.
 type flowKey struct {
+	local, remote [16]byte
+	lport, rport  uint16
 	proto         uint8
-	local, remote netip.AddrPort
+}
+
+func keyOf(s *Socket) flowKey {
+	return flowKey{s.Local.Addr().As16(), s.Remote.Addr().As16(), s.Local.Port(), s.Remote.Port(), s.Proto}
+}
+
+// flowID tells apart two sockets with the same 5-tuple: by cookie when the
+// source has cookies (sock_diag), else by inode, which a socket loses when
+// it enters TIME_WAIT (0 then matches any inode).
+type flowID struct{ cookie, inode uint64 }
+
+func (a flowID) same(b flowID) bool {
+	if a.cookie != 0 && b.cookie != 0 {
+		return a.cookie == b.cookie
+	}
+	return a.inode == b.inode || a.inode == 0 || b.inode == 0
 }
 
 type listenKey struct {
@@ -49,7 +67,7 @@ func New(cfg Config) *Monitor {
 	}
 	return &Monitor{
 		cfg: cfg, proc: newProcIndex(cfg.ProcRoot),
-		seen: map[flowKey]uint64{}, next: map[flowKey]uint64{}, listen: map[listenKey]struct{}{},
+		seen: map[flowKey]flowID{}, next: map[flowKey]flowID{}, listen: map[listenKey]struct{}{},
 	}
 }
 
@@ -201,21 +219,19 @@ func (m *Monitor) Poll() ([]Flow, error) {
 		if !isFlow(s) {
 			continue
 		}
-		k := flowKey{s.Proto, s.Local, s.Remote}
-		ino, ok := m.seen[k]
-		switch {
-		case ok && (ino == s.Inode || ino == 0 || s.Inode == 0):
-			// Known flow (a socket in TIME_WAIT has lost its inode).
-			if s.Inode != 0 {
-				ino = s.Inode
+		k := keyOf(s)
+		id := flowID{s.Cookie, s.Inode}
+		if prev, ok := m.seen[k]; ok && prev.same(id) {
+			if id.inode == 0 {
+				id.inode = prev.inode // keep the inode across TIME_WAIT
 			}
-			m.next[k] = ino
+			m.next[k] = id
 			continue
 		}
-		if prev, dup := m.next[k]; dup && (prev == s.Inode || s.Inode == 0) {
+		if prev, dup := m.next[k]; dup && prev.same(id) {
 			continue // listed twice in one poll
 		}
-		m.next[k] = s.Inode
+		m.next[k] = id
 		fresh = append(fresh, i)
 		if s.Inode != 0 {
 			if _, known := m.proc.owner[s.Inode]; !known {

@@ -129,6 +129,7 @@ func parseInetDiagMsg(m []byte, proto uint8) (Socket, bool) {
 		return Socket{}, false
 	}
 	rest := m[4+inetDiagSockIDLen:]
+	cookie := uint64(ne.Uint32(id[40:])) | uint64(ne.Uint32(id[44:]))<<32
 	return Socket{
 		Proto:  proto,
 		State:  state,
@@ -136,5 +137,6 @@ func parseInetDiagMsg(m []byte, proto uint8) (Socket, bool) {
 		Remote: netip.AddrPortFrom(dst, dport),
 		UID:    ne.Uint32(rest[12:]),
 		Inode:  uint64(ne.Uint32(rest[16:])),
+		Cookie: cookie,
 	}, true
 }

@@ -58,6 +58,10 @@ type Socket struct {
 	Remote netip.AddrPort
 	UID    uint32
 	Inode  uint64 // 0 for sockets no longer owned by a process (TIME_WAIT)
+	// Cookie is the kernel's socket cookie (sock_diag only; 0 from
+	// /proc/net). It survives the move to TIME_WAIT and differs for a new
+	// connection that reuses the same addresses and ports.
+	Cookie uint64
 }
 
 // maxProcNetLine bounds a line of /proc/net/{tcp,udp}[6].

@@ -40,12 +40,12 @@ func TestParseProcNet(t *testing.T) {
 	}
 	ap := netip.MustParseAddrPort
 	want := []Socket{
-		{ProtoTCP, StateListen, ap("127.0.0.1:8080"), ap("0.0.0.0:0"), 1000, 123456},
-		{ProtoTCP, StateEstablished, ap("127.0.0.1:40000"), ap("127.0.0.1:8080"), 0, 77},
-		{ProtoTCP, StateTimeWait, ap("192.168.0.10:54321"), ap("198.200.184.34:443"), 0, 0},
-		{ProtoTCP, StateListen, ap("[::]:22"), ap("[::]:0"), 0, 2001},
-		{ProtoTCP, StateEstablished, ap("[::ffff:127.0.0.1]:40001"), ap("[::ffff:127.0.0.1]:8080"), 1000, 2002},
-		{ProtoTCP, StateSynSent, ap("[2001:db8::1]:50000"), ap("[::1]:53"), 65534, 2003},
+		{ProtoTCP, StateListen, ap("127.0.0.1:8080"), ap("0.0.0.0:0"), 1000, 123456, 0},
+		{ProtoTCP, StateEstablished, ap("127.0.0.1:40000"), ap("127.0.0.1:8080"), 0, 77, 0},
+		{ProtoTCP, StateTimeWait, ap("192.168.0.10:54321"), ap("198.200.184.34:443"), 0, 0, 0},
+		{ProtoTCP, StateListen, ap("[::]:22"), ap("[::]:0"), 0, 2001, 0},
+		{ProtoTCP, StateEstablished, ap("[::ffff:127.0.0.1]:40001"), ap("[::ffff:127.0.0.1]:8080"), 1000, 2002, 0},
+		{ProtoTCP, StateSynSent, ap("[2001:db8::1]:50000"), ap("[::1]:53"), 65534, 2003, 0},
 	}
 	if len(socks) != len(want) {
 		t.Fatalf("got %d sockets, want %d: %+v", len(socks), len(want), socks)
