@@ -4,19 +4,19 @@ import "hash/maphash"
 
 // table is an open-addressing hash table (linear probing, load ≤ 1/2)
 // mapping keys to indicator ids. Each slot keeps the key's full 64-bit hash
-// next to the id, so a lookup that misses usually touches one cache line and
-// never reads a key; keys are compared only when the hashes are equal.
-// Built once, then read-only.
+// and the key itself next to the id, so a lookup usually touches one cache
+// line; keys are compared only when the hashes are equal. Built once, then
+// read-only.
 type table[K comparable] struct {
-	slots []slot
-	keys  []K
+	slots []slot[K]
 	n     int
 }
 
-type slot struct {
+type slot[K comparable] struct {
 	fp      uint64 // key hash with the low bit set; 0 = empty
 	id      int32
 	expires bool // some indicator in the chain from id can expire
+	key     K
 }
 
 // get returns the id for k and whether its chain has expiring indicators.
@@ -28,7 +28,7 @@ func (t *table[K]) get(fp uint64, k K) (id int32, expires, ok bool) {
 	mask := uint64(len(t.slots) - 1)
 	for i := fp >> 7 & mask; ; i = (i + 1) & mask {
 		s := &t.slots[i]
-		if s.fp == fp && t.keys[i] == k {
+		if s.fp == fp && s.key == k {
 			return s.id, s.expires, true
 		}
 		if s.fp == 0 {
@@ -47,15 +47,14 @@ func (t *table[K]) put(fp uint64, k K, id int32, expires bool) (int32, bool) {
 	mask := uint64(len(t.slots) - 1)
 	for i := fp >> 7 & mask; ; i = (i + 1) & mask {
 		s := &t.slots[i]
-		if s.fp == fp && t.keys[i] == k {
+		if s.fp == fp && s.key == k {
 			prev := s.id
 			s.id = id
 			s.expires = s.expires || expires
 			return prev, true
 		}
 		if s.fp == 0 {
-			s.fp, s.id, s.expires = fp, id, expires
-			t.keys[i] = k
+			s.fp, s.id, s.expires, s.key = fp, id, expires, k
 			t.n++
 			return 0, false
 		}
@@ -67,10 +66,10 @@ func (t *table[K]) grow() {
 	if size < 16 {
 		size = 16
 	}
-	old, oldKeys := t.slots, t.keys
-	t.slots, t.keys = make([]slot, size), make([]K, size)
+	old := t.slots
+	t.slots = make([]slot[K], size)
 	mask := uint64(size - 1)
-	for j, s := range old {
+	for _, s := range old {
 		if s.fp == 0 {
 			continue
 		}
@@ -79,7 +78,6 @@ func (t *table[K]) grow() {
 			i = (i + 1) & mask
 		}
 		t.slots[i] = s
-		t.keys[i] = oldKeys[j]
 	}
 }
 
