@@ -392,7 +392,7 @@ func (a *appraisal) verifyBoot(ev *api.Evidence, pcrs []attest.PCR, bootPCRs []i
 		raise(&r.Vector.Executables, ClaimContraindicatedRuntime)
 		return
 	}
-	el, err := parseEventLog(ev.EventLog)
+	el, logKey, err := parseEventLog(ev.EventLog)
 	if err != nil {
 		a.problem("event log: %v", err)
 		raise(&r.Vector.Configuration, ClaimUnsupportableConfig)
@@ -406,7 +406,7 @@ func (a *appraisal) verifyBoot(ev *api.Evidence, pcrs []attest.PCR, bootPCRs []i
 			replayPCRs = append(replayPCRs, p)
 		}
 	}
-	events, err := el.Verify(replayPCRs)
+	events, err := replayBoot(el, logKey, replayPCRs)
 	if err != nil {
 		var re attest.ReplayError
 		if errors.As(err, &re) {
@@ -618,17 +618,17 @@ var elCache struct {
 // encoded size; the cache empties when full.
 const elCacheBytes = 32 << 20
 
-func parseEventLog(b []byte) (*attest.EventLog, error) {
+func parseEventLog(b []byte) (*attest.EventLog, [32]byte, error) {
 	key := sha256.Sum256(b)
 	elCache.Lock()
 	el := elCache.m[key]
 	elCache.Unlock()
 	if el != nil {
-		return el, nil
+		return el, key, nil
 	}
 	el, err := attest.ParseEventLog(b)
 	if err != nil {
-		return nil, err
+		return nil, key, err
 	}
 	elCache.Lock()
 	if elCache.m == nil || elCache.bytes+2*len(b) > elCacheBytes {
@@ -638,7 +638,57 @@ func parseEventLog(b []byte) (*attest.EventLog, error) {
 	elCache.m[key] = el
 	elCache.bytes += 2 * len(b)
 	elCache.Unlock()
-	return el, nil
+	return el, key, nil
+}
+
+// replayCache holds the outcome of replaying an event log (by the hash of
+// its encoding) against PCR values: the same device quotes the same values
+// until it reboots. The events are only read, so they are shared.
+var replayCache struct {
+	sync.Mutex
+	m     map[[32]byte]replayed
+	bytes int
+}
+
+type replayed struct {
+	events []attest.Event
+	err    error
+}
+
+// replayCacheBytes bounds the replays held, counting 64 bytes an event
+// (the event data belongs to the parsed log); the cache empties when full.
+const replayCacheBytes = 16 << 20
+
+// replayBoot is el.Verify(pcrs), cached.
+func replayBoot(el *attest.EventLog, logKey [32]byte, pcrs []attest.PCR) ([]attest.Event, error) {
+	h := sha256.New()
+	h.Write(logKey[:])
+	var idx [4]byte
+	for _, p := range pcrs {
+		binary.LittleEndian.PutUint32(idx[:], uint32(p.Index))
+		h.Write(idx[:])
+		h.Write(p.Digest)
+	}
+	var key [32]byte
+	h.Sum(key[:0])
+	replayCache.Lock()
+	out, ok := replayCache.m[key]
+	replayCache.Unlock()
+	if ok {
+		return out.events, out.err
+	}
+	events, err := el.Verify(pcrs)
+	out = replayed{events: events, err: err}
+	size := 64 * (len(events) + 1)
+	replayCache.Lock()
+	if replayCache.m == nil || replayCache.bytes+size > replayCacheBytes {
+		replayCache.m = make(map[[32]byte]replayed)
+		replayCache.bytes = 0
+	}
+	replayCache.m[key] = out
+	replayCache.bytes += size
+	replayCache.Unlock()
+	return events, err
 }
 
 // imaReplayed is a parsed IMA list with its PCR 10 replay: prefix maps
