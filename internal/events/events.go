@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -284,18 +285,16 @@ func (e *Event) validate(needSeq bool) error {
 
 // checkStruct enforces the field rules shared with the JSON Schema: strings
 // without omitempty are required (non-empty), `enum` tags restrict values,
-// and no string exceeds maxString bytes.
+// and no string exceeds maxString bytes. The rules of each struct type are
+// read from its tags once (fieldRules): the server checks every event it
+// ingests.
 func checkStruct(v reflect.Value, path string) error {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, omit := jsonName(f)
-		fv := v.Field(i)
-		p := path + "." + name
+	for _, r := range fieldRules(v.Type()) {
+		fv := v.Field(r.index)
 		if fv.Kind() == reflect.Pointer {
 			if fv.IsNil() {
-				if !omit {
-					return fmt.Errorf("%s is required", p)
+				if !r.omit {
+					return fmt.Errorf("%s.%s is required", path, r.name)
 				}
 				continue
 			}
@@ -304,47 +303,73 @@ func checkStruct(v reflect.Value, path string) error {
 		switch fv.Kind() {
 		case reflect.String:
 			s := fv.String()
-			if s == "" && !omit {
-				return fmt.Errorf("%s is required", p)
+			if s == "" && !r.omit {
+				return fmt.Errorf("%s.%s is required", path, r.name)
 			}
 			if len(s) > maxString {
-				return fmt.Errorf("%s is longer than %d bytes", p, maxString)
+				return fmt.Errorf("%s.%s is longer than %d bytes", path, r.name, maxString)
 			}
-			if enum := f.Tag.Get("enum"); enum != "" && s != "" {
-				if !contains(strings.Split(enum, "|"), s) {
-					return fmt.Errorf("%s is %q, want one of %s", p, s, enum)
-				}
+			if r.enum != nil && s != "" && !contains(r.enum, s) {
+				return fmt.Errorf("%s.%s is %q, want one of %s", path, r.name, s, strings.Join(r.enum, "|"))
 			}
 		case reflect.Int, reflect.Int64:
-			if min := f.Tag.Get("min"); min != "" {
-				var m int64
-				fmt.Sscan(min, &m)
-				if fv.Int() < m {
-					return fmt.Errorf("%s is %d, below %d", p, fv.Int(), m)
-				}
+			if r.hasMin && fv.Int() < r.min {
+				return fmt.Errorf("%s.%s is %d, below %d", path, r.name, fv.Int(), r.min)
 			}
-			if max := f.Tag.Get("max"); max != "" {
-				var m int64
-				fmt.Sscan(max, &m)
-				if fv.Int() > m {
-					return fmt.Errorf("%s is %d, above %d", p, fv.Int(), m)
-				}
+			if r.hasMax && fv.Int() > r.max {
+				return fmt.Errorf("%s.%s is %d, above %d", path, r.name, fv.Int(), r.max)
 			}
 		case reflect.Uint64:
-			if min := f.Tag.Get("min"); min != "" {
-				var m uint64
-				fmt.Sscan(min, &m)
-				if fv.Uint() < m {
-					return fmt.Errorf("%s is %d, below %d", p, fv.Uint(), m)
-				}
+			if r.hasMin && fv.Uint() < r.umin {
+				return fmt.Errorf("%s.%s is %d, below %d", path, r.name, fv.Uint(), r.umin)
 			}
 		case reflect.Struct:
-			if err := checkStruct(fv, p); err != nil {
+			if err := checkStruct(fv, path+"."+r.name); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// fieldRule is what checkStruct checks of one struct field.
+type fieldRule struct {
+	index          int
+	name           string
+	omit           bool
+	enum           []string
+	hasMin, hasMax bool
+	min, max       int64
+	umin           uint64
+}
+
+var ruleCache sync.Map // reflect.Type -> []fieldRule
+
+func fieldRules(t reflect.Type) []fieldRule {
+	if r, ok := ruleCache.Load(t); ok {
+		return r.([]fieldRule)
+	}
+	rules := make([]fieldRule, t.NumField())
+	for i := range rules {
+		f := t.Field(i)
+		r := fieldRule{index: i}
+		r.name, r.omit = jsonName(f)
+		if enum := f.Tag.Get("enum"); enum != "" {
+			r.enum = strings.Split(enum, "|")
+		}
+		if min := f.Tag.Get("min"); min != "" {
+			r.hasMin = true
+			fmt.Sscan(min, &r.min)
+			fmt.Sscan(min, &r.umin)
+		}
+		if max := f.Tag.Get("max"); max != "" {
+			r.hasMax = true
+			fmt.Sscan(max, &r.max)
+		}
+		rules[i] = r
+	}
+	ruleCache.Store(t, rules)
+	return rules
 }
 
 func jsonName(f reflect.StructField) (string, bool) {
