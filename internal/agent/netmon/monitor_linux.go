@@ -260,9 +260,10 @@ func (m *Monitor) Poll() ([]Flow, error) {
 			RemoteIP:   s.Remote.Addr().Unmap(),
 			RemotePort: s.Remote.Port(),
 			Inode:      s.Inode,
-			UID:        s.UID,
-			User:       m.proc.user(s.UID),
 			FirstSeen:  now,
+		}
+		if s.Inode != 0 { // the kernel reports uid 0 for TIME_WAIT sockets
+			f.UID, f.User = s.UID, m.proc.user(s.UID)
 		}
 		if s.Proto == ProtoUDP {
 			f.Protocol = "udp"

@@ -77,7 +77,7 @@ type Flow struct {
 	// its process (TIME_WAIT), in which case the process is unknown.
 	Inode uint64
 	// UID owns the socket; User is its name, or the uid in decimal if it
-	// has none.
+	// has none. Both are unknown (0 and "") when Inode is 0.
 	UID  uint32
 	User string
 	// PID is the owning process, 0 if unknown; Exe its executable path and
