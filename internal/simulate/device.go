@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/api"
+	"github.com/bulwark-iot/bulwark/internal/attest/softtpm"
 	"github.com/bulwark-iot/bulwark/internal/deviceclient"
 )
 
@@ -26,6 +27,10 @@ type device struct {
 	inv    api.Inventory
 	health api.Health
 	bootAt time.Time // uptime is measured from here
+	// tpm is the device's software TPM, with Config.Attest; attBusy is
+	// held while an attestation the device asked for is in flight.
+	tpm     *softtpm.TPM
+	attBusy atomic.Bool
 
 	// busy is held by the goroutine running a check-in, which alone may
 	// touch the fields below it.
@@ -170,9 +175,9 @@ func (d *device) inventory(now time.Time) api.Inventory {
 
 // checkin reports to the server, acknowledges the commands received last
 // time and, as a real agent would, "runs" the ones received now. It
-// returns the answer's update assignment, if any. The caller holds d.busy,
-// or is the goroutine that enrolled d.
-func (d *device) checkin(ctx context.Context) (*api.UpdateAssignment, error) {
+// returns the answer's update assignment and attestation nonce, if any.
+// The caller holds d.busy, or is the goroutine that enrolled d.
+func (d *device) checkin(ctx context.Context) (*api.UpdateAssignment, []byte, error) {
 	resp, err := d.client.Checkin(ctx, &api.CheckinRequest{
 		Inventory:     d.inventory(time.Now()),
 		Health:        d.currentHealth(),
@@ -180,7 +185,7 @@ func (d *device) checkin(ctx context.Context) (*api.UpdateAssignment, error) {
 		ConfigVersion: d.configVersion,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d.acks = d.acks[:0]
 	for _, c := range resp.Commands {
@@ -190,7 +195,7 @@ func (d *device) checkin(ctx context.Context) (*api.UpdateAssignment, error) {
 		d.acks = append(d.acks, api.CommandAck{ID: c.ID, Status: "done", Detail: "simulated"})
 	}
 	d.configVersion = resp.DesiredConfigVersion
-	return resp.Update, nil
+	return resp.Update, resp.AttestNonce, nil
 }
 
 // tlsCertificate pairs the certificate chain of an enrolment answer with

@@ -32,6 +32,27 @@ counts, and a second result line follows:
 
   rollout=completed stages=3/3 success=10000 failed=0 took=1m2s
 
+With --attest each device has a software TPM (in memory, booted with Secure
+Boot and 30 to 80 boot events) and enrols with it over the TPM flow: the TPM
+certifies the device key, the device activates the server's credential
+challenge and is enrolled with a hardware-backed identity, then answers the
+enrolment nonce with a quote. Every attestation nonce in a check-in answer
+(see bulwark server --attest-interval, at least 1m) is answered with a fresh
+quote of PCRs 0-7 and the boot event log, which the server verifies in full
+(quote signature, nonce, PCR digest, event-log replay) and records. For
+load tests --attest-every also has each device ask for a nonce and attest
+once per period, so the server verifies devices/period quotes per second.
+Each TPM costs an RSA-2048 EK generation (0.1-0.3 s of CPU); --attest-tpms N
+shares N TPMs (their EK and AK) among the devices, each device keeping its
+own device key, certificate and connection: EK and AK uniqueness is not
+what the server's verification cost depends on. A second result line
+follows:
+
+  verifications/s=1012.3 p50=3.1ms p99=41.0ms attestations=30369 affirming=0 warning=32369 contraindicated=0 errors=0 hardware_keys=2000 tpms=64
+
+Results are "warning" until an admin approves each device's captured
+baseline (the measurements are then compared with it).
+
 Progress goes to stderr every second. The admin API token (allowed to create
 enrolment tokens) is read from BULWARK_TOKEN. Ctrl-C stops the check-ins,
 waits for those in flight and prints the result so far.
@@ -61,6 +82,9 @@ func flagSet(o *options, getenv func(string) string) *flag.FlagSet {
 	fs.StringVar(&o.cfg.Stages, "stages", DefaultStages, "with --rollout: the deployment's cumulative stage `percentages`")
 	fs.Float64Var(&o.cfg.UpdateFailureRate, "update-failure-rate", 0, "probability (0 to 1) that a simulated update fails or rolls back")
 	fs.DurationVar(&o.cfg.UpdateDelay, "update-delay", 0, "pause before each simulated update report after the first")
+	fs.BoolVar(&o.cfg.Attest, "attest", false, "give each device a software TPM: enrol with credential activation, answer attestation nonces with quotes")
+	fs.DurationVar(&o.cfg.AttestEvery, "attest-every", 0, "with --attest: each device also asks for a nonce and attests once per `period` (0: only when a check-in answer asks)")
+	fs.IntVar(&o.cfg.AttestTPMs, "attest-tpms", 0, "with --attest: number of software TPMs the devices share, to save RSA-2048 EK generations (0: one per device)")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object instead of the result line")
 	return fs
 }
@@ -90,6 +114,12 @@ func parseArgs(args []string, getenv func(string) string) (options, error) {
 		return o, fmt.Errorf("simulate: --update-failure-rate %v: must be from 0 to 1", o.cfg.UpdateFailureRate)
 	case o.cfg.UpdateDelay < 0:
 		return o, fmt.Errorf("simulate: --update-delay %s: must not be negative", o.cfg.UpdateDelay)
+	case o.cfg.AttestEvery < 0:
+		return o, fmt.Errorf("simulate: --attest-every %s: must not be negative", o.cfg.AttestEvery)
+	case o.cfg.AttestTPMs < 0:
+		return o, fmt.Errorf("simulate: --attest-tpms %d: must not be negative", o.cfg.AttestTPMs)
+	case !o.cfg.Attest && (o.cfg.AttestEvery != 0 || o.cfg.AttestTPMs != 0):
+		return o, errors.New("simulate: --attest-every and --attest-tpms need --attest")
 	case o.cfg.Rollout && strings.TrimSpace(o.cfg.Stages) == "":
 		return o, errors.New("simulate: --stages: give cumulative percentages such as 5,25,100")
 	case o.cfg.Server == "":
@@ -153,6 +183,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if res.Rollout != nil {
 			fmt.Fprintln(stdout, FormatRollout(*res.Rollout))
 		}
+		if res.Attest != nil {
+			fmt.Fprintln(stdout, FormatAttest(*res.Attest))
+		}
+	}
+	if a := res.Attest; a != nil && a.Problem != "" {
+		fmt.Fprintf(stderr, "first contraindicated attestation: %s\n", a.Problem)
 	}
 	if res.UpdatesStarted > 0 || res.Rollout != nil {
 		fmt.Fprintln(stderr, FormatUpdates(res))

@@ -33,6 +33,10 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--update-failure-rate", "-0.1"}, fullEnv, "--update-failure-rate -0.1: must be from 0 to 1"},
 		{[]string{"--update-delay", "-1s"}, fullEnv, "--update-delay -1s: must not be negative"},
 		{[]string{"--rollout", "--stages", " "}, fullEnv, "--stages: give cumulative percentages"},
+		{[]string{"--attest", "--attest-every", "-1s"}, fullEnv, "--attest-every -1s: must not be negative"},
+		{[]string{"--attest", "--attest-tpms", "-1"}, fullEnv, "--attest-tpms -1: must not be negative"},
+		{[]string{"--attest-every", "1s"}, fullEnv, "--attest-every and --attest-tpms need --attest"},
+		{[]string{"--attest-tpms", "8"}, fullEnv, "--attest-every and --attest-tpms need --attest"},
 		{[]string{"extra"}, fullEnv, `unexpected argument "extra"`},
 		{nil, env(map[string]string{"BULWARK_TOKEN": "t"}), "no server: use --server URL or set BULWARK_ADDR"},
 		{[]string{"--server", "http://bulwark.test"}, fullEnv, `--server "http://bulwark.test": must be an https:// URL`},
@@ -67,13 +71,15 @@ func TestParseArgs(t *testing.T) {
 
 	o, err = parseArgs([]string{"--server", "https://other.test:8443", "--devices", "5000", "--interval", "10s",
 		"--duration", "2m", "--enroll-concurrency", "64", "--cacert", "ca.pem", "--group", "lab", "--json",
-		"--rollout", "--stages", "10,50,100", "--update-failure-rate", "0.02", "--update-delay", "500ms"}, fullEnv)
+		"--rollout", "--stages", "10,50,100", "--update-failure-rate", "0.02", "--update-delay", "500ms",
+		"--attest", "--attest-every", "1s", "--attest-tpms", "64"}, fullEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = Config{Server: "https://other.test:8443", Token: "bwk_secret", Group: "lab", Devices: 5000,
 		Interval: 10 * time.Second, Duration: 2 * time.Minute, EnrollConcurrency: 64,
-		Rollout: true, Stages: "10,50,100", UpdateFailureRate: 0.02, UpdateDelay: 500 * time.Millisecond}
+		Rollout: true, Stages: "10,50,100", UpdateFailureRate: 0.02, UpdateDelay: 500 * time.Millisecond,
+		Attest: true, AttestEvery: time.Second, AttestTPMs: 64}
 	if o.cfg != want || o.cacert != "ca.pem" || !o.json {
 		t.Errorf("flags: got %+v cacert=%q json=%v, want %+v", o.cfg, o.cacert, o.json, want)
 	}
@@ -84,7 +90,8 @@ func TestMainHelpAndBadCACert(t *testing.T) {
 	if err := Main(context.Background(), []string{"-h"}, &stdout, &stderr); err != nil {
 		t.Fatalf("-h: %v", err)
 	}
-	if !strings.Contains(stderr.String(), "usage: bulwark simulate") || !strings.Contains(stderr.String(), "-enroll-concurrency") {
+	if !strings.Contains(stderr.String(), "usage: bulwark simulate") || !strings.Contains(stderr.String(), "-enroll-concurrency") ||
+		!strings.Contains(stderr.String(), "-attest-every") {
 		t.Errorf("-h printed %q", stderr.String())
 	}
 	if stdout.Len() != 0 {
@@ -116,5 +123,15 @@ func TestFormatResult(t *testing.T) {
 		if got := FormatResult(tt.r); got != tt.want {
 			t.Errorf("FormatResult(%+v) = %q, want %q", tt.r, got, tt.want)
 		}
+	}
+}
+
+func TestFormatAttest(t *testing.T) {
+	t.Parallel()
+	r := AttestResult{Rate: 1012.34, P50: 3100 * time.Microsecond, P99: 41 * time.Millisecond, Attestations: 30369,
+		Warning: 32369, HardwareKeys: 2000, TPMs: 64}
+	want := "verifications/s=1012.3 p50=3.1ms p99=41.0ms attestations=30369 affirming=0 warning=32369 contraindicated=0 errors=0 hardware_keys=2000 tpms=64"
+	if got := FormatAttest(r); got != want {
+		t.Errorf("FormatAttest = %q, want %q", got, want)
 	}
 }

@@ -85,6 +85,29 @@ type Config struct {
 	// UpdateDelay is the pause before each update report after the
 	// first (downloading); zero means none.
 	UpdateDelay time.Duration
+
+	// Attest gives each device a software TPM (internal/attest/softtpm,
+	// booted with Secure Boot and 30 to 80 boot events): the device
+	// enrols over the TPM flow with credential activation (a
+	// hardware-backed identity), answers the enrolment challenge's nonce
+	// with a quote, and answers every attestation nonce of a check-in
+	// answer with a fresh quote of PCRs 0-7 and the boot event log, which
+	// the server verifies in full.
+	Attest bool
+	// AttestEvery, with Attest, also has every device ask for a nonce
+	// (POST /device/v1/attest/nonce) and attest once per AttestEvery,
+	// spread evenly like the check-ins, to drive a chosen verification
+	// rate (devices/AttestEvery per second) whatever the server's
+	// attestation interval; zero means devices attest only when a
+	// check-in answer asks.
+	AttestEvery time.Duration
+	// AttestTPMs, with Attest, is how many distinct software TPMs the
+	// devices share: device i uses TPM i mod AttestTPMs, its EK and AK,
+	// with its own device key (certified by that AK), certificate and
+	// connection. Each TPM costs an RSA-2048 EK generation (0.1-0.3 s of
+	// CPU); the server's work per attestation does not depend on
+	// whether AKs are shared. Zero means one TPM per device.
+	AttestTPMs int
 }
 
 // DefaultStages are the rollout stages when Config.Stages is empty.
@@ -101,8 +124,9 @@ func (c Config) normalize() (Config, error) {
 	if c.Token == "" {
 		return c, errors.New("no admin API token")
 	}
-	if c.Devices < 0 || c.Interval < 0 || c.Duration < 0 || c.EnrollConcurrency < 0 || c.Timeout < 0 || c.UpdateDelay < 0 {
-		return c, errors.New("negative devices, interval, duration, enrolment concurrency, timeout or update delay")
+	if c.Devices < 0 || c.Interval < 0 || c.Duration < 0 || c.EnrollConcurrency < 0 || c.Timeout < 0 || c.UpdateDelay < 0 ||
+		c.AttestEvery < 0 || c.AttestTPMs < 0 {
+		return c, errors.New("negative devices, interval, duration, enrolment concurrency, timeout, update delay, attestation period or TPM count")
 	}
 	if !(c.UpdateFailureRate >= 0 && c.UpdateFailureRate <= 1) {
 		return c, fmt.Errorf("update failure rate %v is not from 0 to 1", c.UpdateFailureRate)
@@ -115,6 +139,9 @@ func (c Config) normalize() (Config, error) {
 	c.Duration = cmp.Or(c.Duration, DefaultDuration)
 	c.EnrollConcurrency = cmp.Or(c.EnrollConcurrency, DefaultEnrollConcurrency)
 	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	if c.Attest {
+		c.AttestTPMs = min(cmp.Or(c.AttestTPMs, c.Devices), c.Devices)
+	}
 	if c.Roots == nil {
 		if c.Roots, err = x509.SystemCertPool(); err != nil {
 			return c, fmt.Errorf("loading the system's CA certificates: %w", err)
@@ -172,6 +199,8 @@ type Result struct {
 
 	// Rollout is the outcome of the staged rollout, with Config.Rollout.
 	Rollout *RolloutResult `json:"rollout,omitempty"`
+	// Attest is the outcome of the attestations, with Config.Attest.
+	Attest *AttestResult `json:"attest,omitempty"`
 
 	// ErrorSamples are the first few distinct errors, in order of first
 	// occurrence, each with how often it occurred.
@@ -180,7 +209,7 @@ type Result struct {
 
 // ErrorSample is one distinct error seen during a simulation.
 type ErrorSample struct {
-	Phase   string `json:"phase"` // "enroll", "checkin", "update" or "rollout"
+	Phase   string `json:"phase"` // "enroll", "checkin", "update", "rollout" or "attest"
 	Message string `json:"message"`
 	Count   int    `json:"count"`
 }
@@ -241,6 +270,8 @@ type sim struct {
 	tty  bool
 	errs errorLog
 	upd  updates
+	tpms *tpmPool     // with Config.Attest
+	att  *attestStats // with Config.Attest
 }
 
 // Run creates an enrolment token for cfg.Devices devices through the admin
@@ -255,8 +286,8 @@ type sim struct {
 // during enrolment, if no device enrols (ErrEnrollFailed) or if check-ins
 // were made and all failed (ErrAllCheckinsFailed); the Result is filled in
 // as far as the run went.
-func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
-	cfg, err := cfg.normalize()
+func Run(ctx context.Context, cfg Config, progress io.Writer) (res Result, err error) {
+	cfg, err = cfg.normalize()
 	if err != nil {
 		return Result{}, err
 	}
@@ -270,7 +301,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	adm := newAdmin(cfg)
 	defer adm.close()
 
-	var res Result
+	if cfg.Attest {
+		s.tpms = newTPMPool(cfg.AttestTPMs)
+		s.att = &attestStats{hist: newHistogram()}
+		res.Attest = &AttestResult{}
+		defer func() {
+			res.Attest.TPMs = int(s.tpms.made.Load())
+			s.att.fill(res.Attest, res.Duration)
+		}()
+	}
 	if cfg.Rollout {
 		if s.cfg.Group == "" {
 			s.cfg.Group = "sim-" + time.Now().UTC().Format("20060102T150405Z")
@@ -393,6 +432,9 @@ func (s *sim) enroll(ctx context.Context, token string, res *Result) ([]*device,
 // then makes its first check-in as an agent does right after enrolment.
 // That check-in opens the device's mutual-TLS connection, which every later
 // check-in reuses.
+//
+// With Config.Attest the device enrols over the TPM flow, then answers the
+// enrolment nonce (and any nonce of its first check-in's answer).
 func (s *sim) enrollOne(ctx context.Context, token string, i int) (*device, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -402,14 +444,27 @@ func (s *sim) enrollOne(ctx context.Context, token string, i int) (*device, erro
 	if err != nil {
 		return nil, err
 	}
+	d := newDevice(i, time.Now())
+	if s.cfg.Attest {
+		// Made before the connection: the RSA key generation takes a
+		// while and the server would see an idle connection.
+		if d.tpm, err = s.tpms.get(i); err != nil {
+			return nil, err
+		}
+	}
 	c, err := deviceclient.New(deviceclient.Config{Server: s.cfg.Server, Roots: s.cfg.Roots, Timeout: s.cfg.Timeout})
 	if err != nil {
 		return nil, err
 	}
-	d := newDevice(i, time.Now())
 	d.client = c
 	inv := d.inventory(time.Now())
-	resp, err := c.Enroll(ctx, api.EnrollRequest{Token: token, CSR: csr, KeyAssurance: "software", Inventory: &inv})
+	var resp *api.EnrollResponse
+	var enrolNonce []byte
+	if d.tpm != nil {
+		resp, enrolNonce, err = enrollTPM(ctx, c, d.tpm, key, csr, token, &inv)
+	} else {
+		resp, err = c.Enroll(ctx, api.EnrollRequest{Token: token, CSR: csr, KeyAssurance: "software", Inventory: &inv})
+	}
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -420,10 +475,25 @@ func (s *sim) enrollOne(ctx context.Context, token string, i int) (*device, erro
 		return nil, err
 	}
 	c.SetCertificate(cert)
-	u, err := d.checkin(ctx)
+	if d.tpm != nil {
+		if resp.KeyAssurance == api.AssuranceHardware {
+			s.att.hardware.Add(1)
+		}
+		if err := s.attestEnrolment(ctx, d, enrolNonce, "enrolment"); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	u, nonce, err := d.checkin(ctx)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("first %w", err)
+	}
+	if nonce != nil && d.tpm != nil {
+		if err := s.attestEnrolment(ctx, d, nonce, "periodic"); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	s.startUpdate(d, u)
 	return d, nil
@@ -467,6 +537,9 @@ func (s *sim) run(ctx context.Context, devs []*device, res *Result, ro *rollout)
 
 	fmt.Fprintf(s.out, "running %d devices, each checking in every %s (%.1f checkins/s expected) for %s\n",
 		n, interval, float64(n)/interval.Seconds(), duration)
+	if every := s.cfg.AttestEvery; s.cfg.Attest && every > 0 {
+		fmt.Fprintf(s.out, "each device also attests every %s (%.1f verifications/s expected)\n", every, float64(n)/every.Seconds())
+	}
 	var meter rateMeter
 	p := startProgress(s.out, s.tty, func(el time.Duration, final bool) string {
 		c := hist.Count()
@@ -478,44 +551,42 @@ func (s *sim) run(ctx context.Context, devs []*device, res *Result, ro *rollout)
 		if ro != nil {
 			line += fmt.Sprintf(" updates=%d update_errors=%d %s", s.upd.hist.Count(), s.upd.errors.Load(), ro.status())
 		}
+		if s.att != nil {
+			line += fmt.Sprintf(" attestations=%d attest_errors=%d attest_p99=%.1fms", s.att.hist.Count(), s.att.errors.Load(), ms(s.att.hist.Quantile(0.99)))
+		}
 		return line
 	})
 
 	start := time.Now()
-	end := duration // of the schedule: duration, or when ctx ended
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-schedule:
-	for k := 0; ; k++ {
-		round, idx := k/n, k%n
-		at := time.Duration(round)*interval + time.Duration(int64(idx)*int64(interval)/int64(n))
-		if at >= duration {
-			break
-		}
-		if wait := at - time.Since(start); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				end = time.Since(start)
-				break schedule
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
-			end = time.Since(start)
-			break
-		}
+	if every := s.cfg.AttestEvery; s.att != nil && every > 0 {
+		wg.Go(func() {
+			schedule(ctx, start, n, every, duration, func(idx int) {
+				d := devs[idx]
+				if !d.attBusy.CompareAndSwap(false, true) {
+					s.att.overruns.Add(1)
+					return
+				}
+				inflight.Add(1)
+				wg.Go(func() {
+					defer d.attBusy.Store(false)
+					defer inflight.Add(-1)
+					s.attestMeasured(reqCtx, d, nil)
+				})
+			})
+		})
+	}
+	end := schedule(ctx, start, n, interval, duration, func(idx int) {
 		d := devs[idx]
 		if !d.busy.CompareAndSwap(false, true) {
 			overruns.Add(1)
-			continue
+			return
 		}
 		inflight.Add(1)
 		wg.Go(func() {
 			defer d.busy.Store(false)
 			defer inflight.Add(-1)
 			t0 := time.Now()
-			u, err := d.checkin(reqCtx)
+			u, nonce, err := d.checkin(reqCtx)
 			if err != nil {
 				failed.Add(1)
 				s.errs.add("checkin", err)
@@ -523,8 +594,11 @@ schedule:
 			}
 			hist.Record(time.Since(t0))
 			s.startUpdate(d, u)
+			if nonce != nil && d.tpm != nil {
+				s.attestMeasured(reqCtx, d, nonce)
+			}
 		})
-	}
+	})
 	wg.Wait()
 	if ro != nil {
 		// Stop polling: the final reading is taken once the updates
@@ -549,6 +623,35 @@ schedule:
 	res.P90 = hist.Quantile(0.90)
 	res.P99 = hist.Quantile(0.99)
 	res.Max = hist.Max()
+}
+
+// schedule calls fire(k mod n) at start + round(k/n)·interval + (k mod
+// n)·interval/n for k = 0, 1, ... while that is before start + duration,
+// or until ctx ends: each of n items once per interval, evenly spread.
+// It returns when the schedule ended (duration, or earlier with ctx)
+// relative to start.
+func schedule(ctx context.Context, start time.Time, n int, interval, duration time.Duration, fire func(idx int)) time.Duration {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for k := 0; ; k++ {
+		round, idx := k/n, k%n
+		at := time.Duration(round)*interval + time.Duration(int64(idx)*int64(interval)/int64(n))
+		if at >= duration {
+			return duration
+		}
+		if wait := at - time.Since(start); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return time.Since(start)
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return time.Since(start)
+		}
+		fire(idx)
+	}
 }
 
 // ms is d in milliseconds.
