@@ -74,23 +74,38 @@ func addr4Key(a netip.Addr) uint32 {
 }
 
 // rangeTable maps disjoint address ranges to the most specific covering
-// prefix. Range i covers [starts[i], starts[i+1]) (the last up to the end of
-// the address space) and has prefix ids[i], or -1 for no prefix. IPv4 tables
-// use starts4, IPv6 tables starts6.
+// prefix. Range i starts at seg[i].start and runs up to the next range's
+// start (the last to the end of the address space); its prefix is
+// seg[i].id, or -1 for none. IPv4 tables use seg4, IPv6 tables seg6.
 type rangeTable struct {
-	starts4 []uint32
+	seg4 []seg4
 	// idx4[t] is the index of the first range starting at or after t<<16,
 	// so a lookup only searches the ranges starting in its /16.
-	idx4    []uint32
-	starts6 []u128
-	ids     []int32
-	head    []int32 // per prefix: first indicator
-	parent  []int32 // per prefix: enclosing prefix, or -1
+	idx4 []uint32
+	seg6 []seg6
+	pfx  []prefixInfo
+}
+
+type seg4 struct {
+	start uint32
+	id    int32
+}
+
+type seg6 struct {
+	start u128
+	id    int32
+}
+
+type prefixInfo struct {
+	head    int32 // first indicator
+	parent  int32 // enclosing prefix, or -1
+	expires bool  // some indicator of this prefix can expire
 }
 
 type prefixEntry struct {
 	start, end u128
 	head       int32
+	expires    bool
 }
 
 // build fills t from prefixes with distinct ranges; max is the last address
@@ -102,8 +117,7 @@ func (t *rangeTable) build(ps []prefixEntry, v4 bool, max u128) {
 		}
 		return b.end.cmp(a.end) // enclosing prefix first
 	})
-	t.head = make([]int32, len(ps))
-	t.parent = make([]int32, len(ps))
+	t.pfx = make([]prefixInfo, len(ps))
 	var starts []u128
 	var ids []int32
 	emit := func(s u128, id int32) {
@@ -138,41 +152,42 @@ func (t *rangeTable) build(ps []prefixEntry, v4 bool, max u128) {
 		for len(stack) > 0 && ps[top()].end.cmp(p.start) < 0 {
 			pop()
 		}
-		t.head[i] = p.head
-		t.parent[i] = top()
+		t.pfx[i] = prefixInfo{head: p.head, parent: top(), expires: p.expires}
 		emit(p.start, int32(i))
 		stack = append(stack, int32(i))
 	}
 	for len(stack) > 0 {
 		pop()
 	}
-	t.ids = slices.Clip(ids)
 	if v4 {
-		t.starts4 = make([]uint32, len(starts))
+		t.seg4 = make([]seg4, len(starts))
 		for i, s := range starts {
-			t.starts4[i] = uint32(s.lo)
+			t.seg4[i] = seg4{uint32(s.lo), ids[i]}
 		}
 		t.idx4 = make([]uint32, 1<<16+1)
 		j := 0
 		for b := 0; b <= 1<<16; b++ {
-			for j < len(t.starts4) && uint64(t.starts4[j]) < uint64(b)<<16 {
+			for j < len(t.seg4) && uint64(t.seg4[j].start) < uint64(b)<<16 {
 				j++
 			}
 			t.idx4[b] = uint32(j)
 		}
 	} else {
-		t.starts6 = slices.Clip(starts)
+		t.seg6 = make([]seg6, len(starts))
+		for i, s := range starts {
+			t.seg6[i] = seg6{s, ids[i]}
+		}
 	}
 }
 
 // lookup4 returns the most specific prefix containing x, or -1.
 func (t *rangeTable) lookup4(x uint32) int32 {
-	s := t.starts4
+	s := t.seg4
 	b := x >> 16
 	lo, hi := int(t.idx4[b]), int(t.idx4[b+1]) // find the first start > x
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if s[m] <= x {
+		if s[m].start <= x {
 			lo = m + 1
 		} else {
 			hi = m
@@ -181,15 +196,15 @@ func (t *rangeTable) lookup4(x uint32) int32 {
 	if lo == 0 {
 		return -1
 	}
-	return t.ids[lo-1]
+	return s[lo-1].id
 }
 
 func (t *rangeTable) lookup6(x u128) int32 {
-	s := t.starts6
+	s := t.seg6
 	lo, hi := 0, len(s)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if s[m].cmp(x) <= 0 {
+		if s[m].start.cmp(x) <= 0 {
 			lo = m + 1
 		} else {
 			hi = m
@@ -198,7 +213,7 @@ func (t *rangeTable) lookup6(x u128) int32 {
 	if lo == 0 {
 		return -1
 	}
-	return t.ids[lo-1]
+	return s[lo-1].id
 }
 
 // Build returns a Matcher over inds, which must be valid as made by New or
@@ -218,7 +233,11 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 	if len(inds) > 1<<31-1 {
 		return nil, fmt.Errorf("ioc: build matcher: %d indicators: %w", len(inds), ErrTooLarge)
 	}
-	pfx := map[netip.Prefix]int32{}
+	type pfxChain struct {
+		head    int32
+		expires bool
+	}
+	pfx := map[netip.Prefix]pfxChain{}
 	for i, in := range inds {
 		id := int32(len(m.inds))
 		var head int32 = -1
@@ -258,8 +277,10 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 				k := addrKey(p.Addr())
 				head, ok = m.ip6.put(m.h.u128(k), k, id, canExpire)
 			default:
-				head, ok = pfx[p]
-				pfx[p] = id
+				var pc pfxChain
+				pc, ok = pfx[p]
+				head = pc.head
+				pfx[p] = pfxChain{id, pc.expires || canExpire}
 			}
 		case TypeDomain:
 			d, valid := normalizeDomain(in.Value)
@@ -306,13 +327,13 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 		m.next = append(m.next, head)
 	}
 	var p4, p6 []prefixEntry
-	for p, head := range pfx {
+	for p, pc := range pfx {
 		lo := p.Masked().Addr()
 		if p.Addr().Is4() {
 			b := lo.As4()
 			v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 			v |= uint32(uint64(1)<<(32-p.Bits()) - 1)
-			p4 = append(p4, prefixEntry{start: u128{0, uint64(addr4Key(lo))}, end: u128{0, uint64(v)}, head: head})
+			p4 = append(p4, prefixEntry{start: u128{0, uint64(addr4Key(lo))}, end: u128{0, uint64(v)}, head: pc.head, expires: pc.expires})
 			continue
 		}
 		s := addrKey(lo)
@@ -329,7 +350,7 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 		default:
 			e.lo |= uint64(1)<<bits - 1
 		}
-		p6 = append(p6, prefixEntry{start: s, end: e, head: head})
+		p6 = append(p6, prefixEntry{start: s, end: e, head: pc.head, expires: pc.expires})
 	}
 	m.cidr4.build(p4, true, u128{0, 1<<32 - 1})
 	m.cidr6.build(p6, false, u128{^uint64(0), ^uint64(0)})
@@ -388,12 +409,13 @@ func (m *Matcher) AppendIP(dst []Indicator, a netip.Addr) []Indicator {
 		if head, exp, ok := m.ip4.get(m.h.u32(k), k); ok {
 			dst = c.chain(dst, head, exp)
 		}
-		if len(m.cidr4.starts4) == 0 {
+		if len(m.cidr4.seg4) == 0 {
 			return dst
 		}
-		id = m.cidr4.lookup4(k)
-		for ; id >= 0; id = m.cidr4.parent[id] {
-			dst = c.chain(dst, m.cidr4.head[id], true)
+		for id = m.cidr4.lookup4(k); id >= 0; {
+			p := &m.cidr4.pfx[id]
+			dst = c.chain(dst, p.head, p.expires)
+			id = p.parent
 		}
 		return dst
 	}
@@ -401,11 +423,13 @@ func (m *Matcher) AppendIP(dst []Indicator, a netip.Addr) []Indicator {
 	if head, exp, ok := m.ip6.get(m.h.u128(k), k); ok {
 		dst = c.chain(dst, head, exp)
 	}
-	if len(m.cidr6.starts6) == 0 {
+	if len(m.cidr6.seg6) == 0 {
 		return dst
 	}
-	for id = m.cidr6.lookup6(k); id >= 0; id = m.cidr6.parent[id] {
-		dst = c.chain(dst, m.cidr6.head[id], true)
+	for id = m.cidr6.lookup6(k); id >= 0; {
+		p := &m.cidr6.pfx[id]
+		dst = c.chain(dst, p.head, p.expires)
+		id = p.parent
 	}
 	return dst
 }
