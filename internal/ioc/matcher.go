@@ -217,7 +217,8 @@ func (t *rangeTable) lookup6(x u128) int32 {
 }
 
 // Build returns a Matcher over inds, which must be valid as made by New or
-// the parsers. now is the clock used for expiry; nil means time.Now.
+// the parsers. now is the clock used for expiry (nil means time.Now); it is
+// called from concurrent matches and only when a candidate can expire.
 func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 	if now == nil {
 		now = time.Now

@@ -5,7 +5,9 @@
 // On Linux sockets are listed over NETLINK_SOCK_DIAG (inet_diag,
 // INET_DIAG_REQ_V2), falling back to /proc/net/{tcp,tcp6,udp,udp6}; owning
 // processes are found by matching socket inodes against /proc/<pid>/fd.
-// Other systems are not supported (Poll returns ErrUnsupported).
+// Only the monitor's own network namespace is seen, and without root only
+// the monitor's own processes can be attributed. Other systems are not
+// supported (Poll returns ErrUnsupported).
 //
 // A Monitor is not safe for concurrent use: one goroutine calls Run or
 // Poll. Flow values are plain data.
