@@ -512,3 +512,28 @@ func BenchmarkBaselineMap(b *testing.B) {
 	}
 	cpu.report(b, i)
 }
+
+// BenchmarkBaselineRandomRead reads one uint64 at a random index of a
+// 128 MiB array per op: the cost of one cache and TLB miss on this machine,
+// which bounds what any lookup into 1M indicators can achieve.
+func BenchmarkBaselineRandomRead(b *testing.B) {
+	const n = 16 << 20
+	a := make([]uint64, n)
+	for i := range a {
+		a[i] = uint64(i)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	idx := make([]uint32, 1<<16)
+	for i := range idx {
+		idx[i] = uint32(r.IntN(n))
+	}
+	var s uint64
+	i := 0
+	cpu := startCPU(b)
+	for b.Loop() {
+		s += a[idx[i&(1<<16-1)]]
+		i++
+	}
+	cpu.report(b, i)
+	_ = s
+}
