@@ -17,12 +17,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/attest"
 	"github.com/bulwark-iot/bulwark/internal/auth"
+	"github.com/bulwark-iot/bulwark/internal/events"
 	"github.com/bulwark-iot/bulwark/internal/pki"
 	"github.com/bulwark-iot/bulwark/internal/store"
 )
@@ -431,12 +433,15 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) error {
 	if reason == "" {
 		reason = ev.Reason
 	}
-	ref, refSource, err := s.attestReference(r.Context(), dc.id)
+	// The reference values of the releases the device runs, else its
+	// approved baseline (references.go).
+	pol, refSource, notes, err := s.attestPolicy(r.Context(), dc.id)
 	if err != nil {
 		return internal(err)
 	}
-	pol := &attest.Policy{Reference: ref}
+	ref := pol.Reference
 	res := attest.Verify(akPub, &ev, ev.Nonce, pol)
+	res.Problems = append(res.Problems, notes...)
 	if !fresh {
 		// The nonce was not handed to this device, was spent, or expired:
 		// a replayed or stale quote. It is a failed attestation.
@@ -522,6 +527,7 @@ func (s *Server) recordAttestation(ctx context.Context, deviceID, reason, refSou
 			s.hub.notify(deviceID)
 		}
 		s.audit(ctx, auditRecord{actor: "system", action: "attestation.failed", target: "device:" + deviceID, detail: detail, outcome: "action: " + s.cfg.Attestation.FailureAction})
+		s.raiseAttestationEvent(ctx, deviceID, out, now)
 		s.log.Warn("attestation failed", "device", deviceID, "action", s.cfg.Attestation.FailureAction, "problems", res.Problems)
 	}
 	return out, nil
@@ -590,4 +596,28 @@ func verifyDeviceSignature(pub crypto.PublicKey, msg, sig []byte) error {
 var quarantineAllowed = map[string]bool{
 	api.PathCheckin: true, api.PathAttest: true, api.PathAttestNonce: true, api.PathHealthReport: true,
 	api.PathUpdateStatus: true, "/device/v1/events": true,
+}
+
+// raiseAttestationEvent stores a failed attestation as a high-severity
+// security event of the device (integrity.result, check "tpm-attestation"),
+// so that it shows in the event search, export and SIEM forwarding.
+func (s *Server) raiseAttestationEvent(ctx context.Context, deviceID string, r *api.AttestationResult, now time.Time) {
+	actual := r.Status + ": " + strings.Join(r.Problems, "; ")
+	if len(actual) > 900 {
+		actual = actual[:900] + "…"
+	}
+	ev, err := events.New(events.TypeIntegrityResult, deviceID, events.SeverityHigh, now,
+		events.IntegrityResult{Check: "tpm-attestation", Outcome: "fail", Expected: api.AttestAffirming, Actual: actual})
+	if err == nil {
+		var data []byte
+		// A server event has no journal seq (stored as 0), which the
+		// journal's Marshal refuses; the envelope is otherwise the same.
+		if data, err = json.Marshal(ev); err == nil {
+			err = s.store.AddServerEvent(context.WithoutCancel(ctx), store.Event{DeviceID: deviceID, Type: ev.Type, SeverityID: ev.SeverityID,
+				DeviceTime: now, ServerTime: now, Data: data})
+		}
+	}
+	if err != nil {
+		s.log.Error("storing the failed-attestation event", "device", deviceID, "err", err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,6 +176,12 @@ func TestTPMEnrolmentAttestationAndActions(t *testing.T) {
 	}
 	if replay.Status != api.AttestContraindicated {
 		t.Fatalf("replayed quote = %+v", replay)
+	}
+	// The failure is a high-severity security event of the device.
+	var evs api.EventPage
+	if code := ts.Do(t, "GET", "/api/v1/events?device="+d.id+"&type=integrity.result", ts.AdminToken, nil, &evs); code != http.StatusOK ||
+		len(evs.Events) != 1 || evs.Events[0].Source != "server" || !strings.Contains(string(evs.Events[0].Event), "tpm-attestation") {
+		t.Fatalf("failed-attestation event: %d %+v", code, evs)
 	}
 	// Quarantined: renewal is refused, check-in still works and says so.
 	csr, _ := deviceclient.NewCSR(d.key)
