@@ -102,6 +102,7 @@ func (c *console) routes() {
 	m.Handle("GET /ui/audit", c.auth(c.audit))
 	c.disclosureRoutes(m)
 	c.rolloutRoutes(m)
+	c.attestRoutes(m)
 	// Anything else under /ui/ is a 404 page (for a logged-in user, with
 	// the navigation; otherwise the login redirect would reveal nothing
 	// either, so a bare 404 is as good).
@@ -329,12 +330,15 @@ func redirect(w http.ResponseWriter, r *http.Request, path string, q url.Values)
 // flashes are the fixed messages a redirect can ask a page to show (by
 // name, so that no text from the URL reaches the page).
 var flashes = map[string]string{
-	"revoked":       "The device has been revoked. Its certificate no longer works and it cannot check in.",
-	"token-revoked": "The API token has been revoked.",
-	"totp-on":       "Two-factor authentication is on. From now on, log in with a code from your authenticator app.",
-	"password":      "Your password has been changed.",
-	"logged-out":    "You have logged out.",
-	"expired":       "Your session has ended. Log in again.",
+	"revoked":           "The device has been revoked. Its certificate no longer works and it cannot check in.",
+	"token-revoked":     "The API token has been revoked.",
+	"attest-requested":  "Attestation requested. The device attests when the command reaches it; the result appears below.",
+	"baseline-approved": "The captured boot-state baseline is now the device's approved reference. Its next attestation is compared with it.",
+	"trust-set":         "The device's trust has been changed and the change recorded in the audit log.",
+	"totp-on":           "Two-factor authentication is on. From now on, log in with a code from your authenticator app.",
+	"password":          "Your password has been changed.",
+	"logged-out":        "You have logged out.",
+	"expired":           "Your session has ended. Log in again.",
 }
 
 func flash(r *http.Request, key string) string { return flashes[r.URL.Query().Get(key)] }

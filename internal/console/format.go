@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"strings"
@@ -13,17 +14,23 @@ var pageNames = []string{"login", "error", "overview", "devices", "device", "rev
 
 func (c *console) parseTemplates() map[string]*template.Template {
 	funcs := template.FuncMap{
-		"css":       func() string { return c.cssHref },
-		"ago":       c.ago,
-		"when":      when,
-		"iso":       iso,
-		"until":     c.until,
-		"uptime":    uptime,
-		"badge":     badgeClass,
-		"grants":    grantsText,
-		"joinAddrs": func(a []string) string { return strings.Join(a, ", ") },
-		"assurance": assurance,
-		"outcomeOK": func(o string) bool { return o == "ok" },
+		"css":        func() string { return c.cssHref },
+		"ago":        c.ago,
+		"when":       when,
+		"iso":        iso,
+		"until":      c.until,
+		"uptime":     uptime,
+		"badge":      badgeClass,
+		"grants":     grantsText,
+		"joinAddrs":  func(a []string) string { return strings.Join(a, ", ") },
+		"assurance":  assurance,
+		"outcomeOK":  func(o string) bool { return o == "ok" },
+		"claims":     claimRows,
+		"tierClass":  tierClass,
+		"trust":      trustOf,
+		"trustClass": trustClass,
+		"b64":        func(b []byte) string { return base64.StdEncoding.EncodeToString(b) },
+		"hasPrefix":  strings.HasPrefix,
 	}
 	out := map[string]*template.Template{}
 	for _, name := range pageNames {
@@ -126,7 +133,7 @@ func uptime(sec int64) string {
 // badgeClass maps a status word to a badge colour.
 func badgeClass(status string) string {
 	switch status {
-	case "ok", "healthy", "active", "online", "done", "on", "tpm":
+	case "ok", "healthy", "active", "online", "done", "on", "hardware":
 		return "badge-ok"
 	case "degraded", "queued", "delivered", "pending", "locked", "software":
 		return "badge-warn"
@@ -136,12 +143,14 @@ func badgeClass(status string) string {
 	return "badge-muted"
 }
 
+// assurance explains a key assurance level (api.AssuranceHardware or
+// api.AssuranceSoftware).
 func assurance(a string) string {
 	switch a {
-	case "tpm":
-		return "TPM-bound key (hardware, non-exportable)"
-	case "software":
-		return "Software key (lower assurance)"
+	case api.AssuranceHardware:
+		return "TPM-bound key: the device key was created in the TPM and cannot be exported; the server proved this at enrolment by credential activation against the endorsement key and a certification by the attestation key."
+	case api.AssuranceSoftware:
+		return "Software key (lower assurance): the device key is a file on the device, so anyone who copies it can impersonate the device, and the device cannot attest its boot state."
 	case "":
 		return "unknown"
 	}

@@ -234,6 +234,7 @@ type deviceData struct {
 	Activity  []api.AuditEntry
 	Commands  []api.CommandStatus
 	CanRevoke bool
+	Identity  identityData
 }
 
 func (c *console) device(w http.ResponseWriter, r *http.Request, p *server.Principal) error {
@@ -253,13 +254,17 @@ func (c *console) device(w http.ResponseWriter, r *http.Request, p *server.Princ
 	if len(cmds) > 20 {
 		cmds = cmds[:20]
 	}
+	ident, err := c.identity(r, p, d)
+	if err != nil {
+		return err
+	}
 	title := d.Hostname
 	if title == "" {
 		title = d.ID
 	}
 	c.render(w, r, http.StatusOK, "device", view{Title: title, Nav: "devices", Crumb: devicesCrumb, P: p, Flash: flash(r, "done"),
 		Data: deviceData{D: d, Health: healthOf(d), Activity: activity, Commands: cmds,
-			CanRevoke: d.Status == api.DeviceActive && p.Can(api.RoleOperator, d.Group)}})
+			CanRevoke: d.Status == api.DeviceActive && p.Can(api.RoleOperator, d.Group), Identity: ident}})
 	return nil
 }
 
