@@ -444,6 +444,7 @@ func TestAttestationInChromium(t *testing.T) {
 	d := enrolTPM(t, ts, ts.EnrollToken(t, 1, ""), "substation-rtu")
 	d.attest(t, d.nonce)
 	d.sendHealthReport(t, api.HealthHealthy, time.Now())
+	soft := enrol(t, ts, ts.EnrollToken(t, 1, ""), "substation-hmi")
 
 	must := func(step string, err error) {
 		t.Helper()
@@ -494,13 +495,24 @@ func TestAttestationInChromium(t *testing.T) {
 	if got := text("#health-reports"); !strings.Contains(got, "healthy") {
 		t.Errorf("health history %q", got)
 	}
-	// The software badge stands out: the hardware one is green, a
-	// software one would not be.
-	bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("#key-assurance .badge")).backgroundColor`))
-	must("reading the badge style", err)
-	if bg == "" || bg == "rgba(0, 0, 0, 0)" {
-		t.Errorf("the assurance badge is unstyled: %q", bg)
+	// In the device list, a software key stands out from a hardware one.
+	must("opening the device list", chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/ui/devices")))
+	badgeColour := func(host string) string {
+		t.Helper()
+		js := `(() => { for (const tr of document.querySelectorAll("#devices tbody tr")) {
+			if (tr.querySelector("a").textContent.trim() === ` + jsString(host) + `) {
+				const b = tr.querySelectorAll("td")[4].querySelector(".badge");
+				return b.textContent.trim() + " " + getComputedStyle(b).backgroundColor; } } return ""; })()`
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		must("reading the assurance badge of "+host, err)
+		return v
 	}
+	hw, sw := badgeColour(d.Hostname), badgeColour(soft.Hostname)
+	if !strings.HasPrefix(hw, "hardware rgb") || !strings.HasPrefix(sw, "software · lower assurance rgb") ||
+		strings.TrimPrefix(hw, "hardware ") == strings.TrimPrefix(sw, "software · lower assurance ") {
+		t.Errorf("assurance badges: hardware %q, software %q", hw, sw)
+	}
+	must("opening the device page", chromedp.Do(ctx, chromedp.Navigate(devPage)))
 
 	submit("approving the baseline", "#approve-baseline")
 	if got := text("#flash"); !strings.Contains(got, "approved reference") {
