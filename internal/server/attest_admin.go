@@ -56,129 +56,64 @@ func healthReportView(rec *store.HealthReportRecord) (api.HealthReportView, erro
 
 // handleListAttestations returns a device's attestation history.
 func (s *Server) handleListAttestations(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.VisibleDevice(r, PrincipalFrom(r.Context()), r.PathValue("id"), api.RoleAuditor)
-	if err != nil {
-		return err
-	}
 	limit, err := intParam(r, "limit", 50, 1000)
 	if err != nil {
 		return err
 	}
-	recs, err := s.store.ListAttestations(r.Context(), d.ID, limit)
+	results, err := s.Attestations(r, PrincipalFrom(r.Context()), r.PathValue("id"), limit)
 	if err != nil {
-		return internal(err)
+		return err
 	}
-	out := api.AttestationList{Results: []api.AttestationResult{}}
-	for _, rec := range recs {
-		var a api.AttestationResult
-		if err := json.Unmarshal([]byte(rec.Result), &a); err != nil {
-			return internal(err)
-		}
-		out.Results = append(out.Results, a)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, api.AttestationList{Results: results})
 	return nil
 }
 
 // handleRequestAttestation asks a device to attest now: the request is
-// recorded (the next check-in carries a nonce) and an "attest" command
-// wakes the device's long poll.
+// recorded and an "attest" command reaches the device at once over its
+// long poll, or with its next check-in.
 func (s *Server) handleRequestAttestation(w http.ResponseWriter, r *http.Request) error {
-	p := PrincipalFrom(r.Context())
-	d, err := s.VisibleDevice(r, p, r.PathValue("id"), api.RoleOperator)
+	req, err := s.RequestAttestation(r, PrincipalFrom(r.Context()), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if d.Status != api.DeviceActive {
-		return errf(http.StatusConflict, "device_revoked", "a revoked device cannot attest")
-	}
-	now := s.now()
-	if err := s.store.RequestAttestation(r.Context(), d.ID, now); errors.Is(err, store.ErrNotFound) {
-		return errf(http.StatusConflict, "no_tpm", "this device enrolled without a TPM and cannot attest")
-	} else if err != nil {
-		return internal(err)
-	}
-	// The attest command reaches the device at once over its long poll,
-	// or with its next check-in.
-	c := &store.Command{ID: newID("cmd"), DeviceID: d.ID, Kind: "attest", CreatedAt: now, CreatedBy: p.Actor()}
-	if err := s.store.CreateCommand(r.Context(), c); err != nil {
-		return internal(err)
-	}
-	s.hub.notify(d.ID)
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "attestation.request", target: "device:" + d.ID, remote: ClientIP(r), outcome: "ok"})
-	writeJSON(w, http.StatusAccepted, api.AttestRequest{DeviceID: d.ID, RequestedAt: now, CommandID: c.ID})
+	writeJSON(w, http.StatusAccepted, req)
 	return nil
 }
 
 // handleApproveBaseline approves the boot-state baseline captured at a
 // device's enrolment as its reference.
 func (s *Server) handleApproveBaseline(w http.ResponseWriter, r *http.Request) error {
-	p := PrincipalFrom(r.Context())
-	d, err := s.VisibleDevice(r, p, r.PathValue("id"), api.RoleAdmin)
-	if err != nil {
+	if err := s.ApproveBaseline(r, PrincipalFrom(r.Context()), r.PathValue("id")); err != nil {
 		return err
 	}
-	if err := s.store.ApproveAttestReference(r.Context(), d.ID, p.Actor(), s.now()); errors.Is(err, store.ErrNotFound) {
-		return errf(http.StatusConflict, "no_baseline", "no baseline has been captured for this device (it captures one when it first attests after enrolment)")
-	} else if err != nil {
-		return internal(err)
-	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "attestation.baseline.approve", target: "device:" + d.ID, remote: ClientIP(r), outcome: "ok"})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 // handleSetTrust sets a device's trust by hand.
 func (s *Server) handleSetTrust(w http.ResponseWriter, r *http.Request) error {
-	p := PrincipalFrom(r.Context())
 	var req api.TrustUpdate
 	if err := decode(r, api.MaxAdminBody, &req); err != nil {
 		return err
 	}
-	switch req.Trust {
-	case api.TrustTrusted, api.TrustUntrusted, api.TrustQuarantined:
-	default:
-		return badRequest("trust must be trusted, untrusted or quarantined")
-	}
-	if len(req.Reason) > api.MaxStringLen {
-		return badRequest("reason is too long")
-	}
-	d, err := s.VisibleDevice(r, p, r.PathValue("id"), api.RoleAdmin)
-	if err != nil {
+	if err := s.SetTrust(r, PrincipalFrom(r.Context()), r.PathValue("id"), req); err != nil {
 		return err
 	}
-	if err := s.store.SetTrust(r.Context(), d.ID, req.Trust); err != nil {
-		return internal(err)
-	}
-	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "device.trust", target: "device:" + d.ID, remote: ClientIP(r),
-		detail: "trust=" + req.Trust + " reason=" + req.Reason, outcome: "ok"})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 // handleListHealthReports returns a device's signed health reports.
 func (s *Server) handleListHealthReports(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.VisibleDevice(r, PrincipalFrom(r.Context()), r.PathValue("id"), api.RoleAuditor)
-	if err != nil {
-		return err
-	}
 	limit, err := intParam(r, "limit", 50, 1000)
 	if err != nil {
 		return err
 	}
-	recs, err := s.store.ListHealthReports(r.Context(), d.ID, limit)
+	reports, err := s.HealthReports(r, PrincipalFrom(r.Context()), r.PathValue("id"), limit)
 	if err != nil {
-		return internal(err)
+		return err
 	}
-	out := api.HealthReportList{Reports: []api.HealthReportView{}}
-	for _, rec := range recs {
-		v, err := healthReportView(rec)
-		if err != nil {
-			return internal(err)
-		}
-		out.Reports = append(out.Reports, v)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, api.HealthReportList{Reports: reports})
 	return nil
 }
 
