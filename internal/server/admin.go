@@ -193,6 +193,7 @@ func (s *Server) RevokeDevice(r *http.Request, p *Principal, id string) error {
 		return internal(err)
 	}
 	s.hub.notify(d.ID)
+	s.alertRevoked(r.Context(), d.ID, p.Actor(), "revoked by an administrator")
 	s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "device.revoke", target: "device:" + d.ID, remote: ClientIP(r),
 		detail: "hostname=" + d.Hostname, outcome: "ok"})
 	return nil

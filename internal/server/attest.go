@@ -342,6 +342,7 @@ func (s *Server) enrollTPMFinish(w http.ResponseWriter, r *http.Request, req *ap
 	}
 	s.audit(r.Context(), auditRecord{actor: actor, action: "device.enroll", target: "device:" + d.ID, remote: ClientIP(r),
 		detail: "group=" + d.Group + " serial=" + d.CertSerial + " key=hardware ek=" + a.ekHash, outcome: "ok"})
+	s.alertEnrolled(r.Context(), d, false)
 	writeJSON(w, http.StatusCreated, api.EnrollResponse{
 		DeviceID: d.ID, Certificate: d.CertPEM, CACert: string(s.ca.CertPEM), NotAfter: cert.NotAfter,
 		Group: d.Group, CheckinInterval: int(s.cfg.CheckinInterval / time.Second), KeyAssurance: api.AssuranceHardware,
@@ -530,6 +531,7 @@ func (s *Server) recordAttestation(ctx context.Context, deviceID, reason, refSou
 		s.raiseAttestationEvent(ctx, deviceID, out, now)
 		s.log.Warn("attestation failed", "device", deviceID, "action", s.cfg.Attestation.FailureAction, "problems", res.Problems)
 	}
+	s.alertAttestation(ctx, deviceID, failed, res.Problems)
 	return out, nil
 }
 

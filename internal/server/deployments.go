@@ -93,6 +93,7 @@ func (s *Server) handleUpdateStatus(w http.ResponseWriter, r *http.Request) erro
 	case err != nil:
 		return internal(err)
 	}
+	s.alertUpdateStatus(r.Context(), dc.id, &req)
 	// The running-deployments cache may lag a halt or completion by a
 	// moment; assignments are read from the store, so that is harmless.
 	w.WriteHeader(http.StatusNoContent)

@@ -182,6 +182,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.audit(r.Context(), auditRecord{actor: "enroll-token:" + tokID, action: action, target: "device:" + d.ID, remote: ip,
 		detail: "group=" + d.Group + " serial=" + d.CertSerial, outcome: "ok"})
+	s.alertEnrolled(r.Context(), d, reenrol)
 	writeJSON(w, http.StatusCreated, api.EnrollResponse{
 		DeviceID: d.ID, Certificate: d.CertPEM, CACert: string(s.ca.CertPEM), NotAfter: cert.NotAfter,
 		Group: d.Group, CheckinInterval: int(s.cfg.CheckinInterval / time.Second),
@@ -295,6 +296,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 	for _, a := range req.Acks {
 		c.Acks = append(c.Acks, store.Ack{CommandID: a.ID, Status: a.Status, Detail: a.Detail})
 	}
+	s.alertHealth(r.Context(), dc.id, req.Health.Status)
 	if err := s.checkins.write(r.Context(), c); err != nil {
 		return internal(err)
 	}

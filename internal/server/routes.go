@@ -52,7 +52,7 @@ func (s *Server) routesHandler() http.Handler {
 		{"GET", "/api/v1/devices/{id}/health-reports", "admin", s.handleListHealthReports},
 		{"GET", "/api/v1/ek-registrations", "admin-global", s.handleListEKRegistrations},
 		{"POST", "/api/v1/ek-registrations", "admin-global", s.handleCreateEKRegistrations},
-		{"POST", api.PathEvents, "device", s.handleEvents},
+		{"POST", api.PathEvents, "device", s.afterEvents(s.handleEvents)},
 
 		{"POST", "/api/v1/auth/login", "public", s.handleLogin},
 		{"POST", "/api/v1/auth/logout", "admin", s.handleLogout},
@@ -83,6 +83,8 @@ func (s *Server) routesHandler() http.Handler {
 		{"GET", "/api/v1/audit", "admin", s.handleAudit},
 		{"GET", "/api/v1/events", "admin", s.handleListEvents},
 		{"GET", "/api/v1/events/export", "admin", s.handleExportEvents},
+		{"GET", "/api/v1/alerts", "admin", s.handleListAlerts},
+		{"POST", "/api/v1/alerts/{id}/ack", "admin", s.handleAckAlert},
 		{"GET", "/api/v1/releases", "admin", s.handleListReleases},
 		{"POST", "/api/v1/releases", "admin-global", s.handlePublishRelease},
 		{"POST", "/api/v1/releases/{product}/{version}/sbom", "admin-global", s.handleReleaseSBOM},

@@ -71,6 +71,9 @@ type Config struct {
 	Disclosure disclosure.Config
 	// Attestation configures TPM attestation and what a failure does.
 	Attestation AttestConfig
+	// Alerts says where alerts are delivered (docs/alerts.md); the zero
+	// value stores and serves them without delivering any.
+	Alerts AlertsConfig
 }
 
 // Server is a running control plane.
@@ -97,6 +100,7 @@ type Server struct {
 	rollout *rollout.Engine
 	running runningCache
 	attest  *attestor
+	alerts  *alerter
 
 	handler http.Handler
 	routes  []route
@@ -180,6 +184,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		loginLimiter: auth.NewLimiter(0.5, 10, 100000),
 		enrollFails:  newPenaltyBox(),
 		hub:          newHub(),
+	}
+	if s.alerts, err = newAlerter(s); err != nil {
+		st.Close()
+		return nil, err
 	}
 	if err := s.initPKI(ctx, kek); err != nil {
 		st.Close()
@@ -470,6 +478,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(maintDone)
 		s.maintain(mctx)
 	}()
+	alertsDone := make(chan struct{})
+	go func() {
+		defer close(alertsDone)
+		s.alerts.run(mctx)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(tls.NewListener(ln, hs.TLSConfig)) }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "db", string(s.store.Dialect()))
@@ -485,6 +498,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs.Shutdown(sctx)
 	stopMaint()
 	<-maintDone
+	<-alertsDone
 	// The check-in writer drains what was accepted before it stops.
 	stopWriter()
 	<-writerDone
