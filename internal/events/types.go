@@ -18,6 +18,9 @@ const (
 	// TypeJournalChainBroken is raised by the server when a device's
 	// journal records do not chain onto what it already stored.
 	TypeJournalChainBroken = "journal.chain_broken"
+	// TypeIoCMatch is raised by the server when an event of the device
+	// matches an active indicator of compromise.
+	TypeIoCMatch = "ioc.match"
 )
 
 // ProcessRef identifies a process.
@@ -132,6 +135,18 @@ type JournalChainBroken struct {
 	Reason       string `json:"reason" enum:"prev_hash_mismatch|resent_record_differs|checkpoint_mismatch" doc:"what did not match"`
 }
 
+// IoCMatch: an event of the device matched an indicator of compromise.
+type IoCMatch struct {
+	Indicator     string `json:"indicator" doc:"the matched indicator's value (address, CIDR prefix, domain, URL or hash)"`
+	IndicatorType string `json:"indicator_type" enum:"ip|cidr|domain|url|sha256|sha1|md5" doc:"the indicator's type"`
+	Source        string `json:"source" doc:"name of the indicator source (imported file or feed)"`
+	Ref           string `json:"ref,omitempty" doc:"the indicator's id in its source (STIX id, MISP attribute uuid)"`
+	Field         string `json:"field" doc:"field of the matched event that matched, e.g. dst_ip or process.sha256"`
+	Observed      string `json:"observed" doc:"the value observed in that field"`
+	EventSeq      uint64 `json:"event_seq" min:"1" doc:"journal seq of the matched event"`
+	EventType     string `json:"event_type" doc:"type of the matched event"`
+}
+
 // ClockOffset: the device clock differs from a reference beyond a threshold.
 type ClockOffset struct {
 	OffsetMS    int64  `json:"offset_ms" doc:"device time minus reference time, milliseconds"`
@@ -180,4 +195,7 @@ func init() {
 	register(TypeJournalChainBroken, ExtensionUID*100000+6007, "Bulwark Journal Chain Broken",
 		"Raised by the server: records received from the device's journal do not chain onto the records already stored (a record altered, reordered or replaced, or a journal reset), or a signed checkpoint disagrees with them.",
 		JournalChainBroken{Seq: 1481, ExpectedHash: "5d41402abc4b2a76b9719d911017c592ae1d3e0a8b1c5f0e7c1d2a3b4c5d6e7f", ActualHash: "9e107d9d372bb6826bd81d3542a419d6c4f6e8b8a0c1d2e3f40516273849a0b1", Reason: "prev_hash_mismatch"})
+	register(TypeIoCMatch, ExtensionUID*100000+6008, "Bulwark IoC Match",
+		"Raised by the server: an event of the device (a connection's remote address, a file or process hash) matched an active indicator of compromise (docs/ioc.md). The envelope's seq is the matched event's.",
+		IoCMatch{Indicator: "198.51.100.0/24", IndicatorType: "cidr", Source: "abuse-feed", Ref: "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", Field: "dst_ip", Observed: "198.51.100.66", EventSeq: 1502, EventType: "net.connection"})
 }
