@@ -17,8 +17,8 @@ type Monitor struct {
 	diag     sockDiag
 	proc     *procIndex
 	socks    []Socket
-	seen     map[flowKey]flowID // flows of the last poll
-	next     map[flowKey]flowID
+	seen     map[flowKey]*flowState // flows of the last (and current) poll
+	gen      uint64                 // poll count
 	listen   map[listenKey]struct{}
 	polled   bool
 	backend  Backend
@@ -40,6 +40,12 @@ func keyOf(s *Socket) flowKey {
 // source has cookies (sock_diag), else by inode, which a socket loses when
 // it enters TIME_WAIT (0 then matches any inode).
 type flowID struct{ cookie, inode uint64 }
+
+// flowState is what the monitor remembers of a flow.
+type flowState struct {
+	id  flowID
+	gen uint64 // last poll that listed it
+}
 
 func (a flowID) same(b flowID) bool {
 	if a.cookie != 0 && b.cookie != 0 {
@@ -67,7 +73,7 @@ func New(cfg Config) *Monitor {
 	}
 	return &Monitor{
 		cfg: cfg, proc: newProcIndex(cfg.ProcRoot),
-		seen: map[flowKey]flowID{}, next: map[flowKey]flowID{}, listen: map[listenKey]struct{}{},
+		seen: map[flowKey]*flowState{}, listen: map[listenKey]struct{}{},
 	}
 }
 
@@ -211,7 +217,7 @@ func (m *Monitor) Poll() ([]Flow, error) {
 		m.listen[k] = struct{}{}
 	}
 
-	clear(m.next)
+	m.gen++
 	var fresh []int
 	needScan := false
 	for i := range m.socks {
@@ -221,17 +227,19 @@ func (m *Monitor) Poll() ([]Flow, error) {
 		}
 		k := keyOf(s)
 		id := flowID{s.Cookie, s.Inode}
-		if prev, ok := m.seen[k]; ok && prev.same(id) {
-			if id.inode == 0 {
-				id.inode = prev.inode // keep the inode across TIME_WAIT
+		if st, ok := m.seen[k]; !ok {
+			m.seen[k] = &flowState{id, m.gen}
+		} else {
+			known := st.id.same(id)
+			if known && id.inode == 0 {
+				id.inode = st.id.inode // keep the inode across TIME_WAIT
 			}
-			m.next[k] = id
-			continue
+			st.id, st.gen = id, m.gen
+			if known {
+				continue // seen by the last poll, or listed twice by this one
+			}
+			// The same addresses and ports, but another socket.
 		}
-		if prev, dup := m.next[k]; dup && prev.same(id) {
-			continue // listed twice in one poll
-		}
-		m.next[k] = id
 		fresh = append(fresh, i)
 		if s.Inode != 0 {
 			if _, known := m.proc.owner[s.Inode]; !known {
@@ -239,7 +247,11 @@ func (m *Monitor) Poll() ([]Flow, error) {
 			}
 		}
 	}
-	m.seen, m.next = m.next, m.seen
+	for k, st := range m.seen {
+		if st.gen != m.gen {
+			delete(m.seen, k) // closed: forget it
+		}
+	}
 	if first && m.cfg.SkipExisting || len(fresh) == 0 {
 		return nil, nil
 	}
