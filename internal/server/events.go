@@ -114,12 +114,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		hashOf := map[uint64]string{}
+		differs := false
 		for _, row := range rows {
 			hashOf[row.Seq] = row.Hash
 			if row.Seq <= head.LastSeq {
-				// Already stored: a resend. It must be the same record.
+				// Already stored: a resend. It must be the same record;
+				// one event per batch names the first that is not.
 				resp.Duplicates++
-				if h, ok := known[row.Seq]; ok && h != row.Hash {
+				if h, ok := known[row.Seq]; ok && h != row.Hash && !differs {
+					differs = true
 					if err := raise(events.TypeJournalChainBroken, row.Seq, events.JournalChainBroken{Seq: row.Seq, ExpectedHash: h, ActualHash: row.Hash, Reason: "resent_record_differs"}); err != nil {
 						return out, err
 					}

@@ -136,14 +136,20 @@ func TestEventsGapAndChainBreakRaised(t *testing.T) {
 	if r.AckedSeq != 8 || r.Stored != 1 || fmt.Sprint(r.Raised) != "[journal.chain_broken]" {
 		t.Fatalf("broken link: %+v", r)
 	}
-	// Record 2 resent with other content (a reset or altered journal).
-	ev, _ := events.New(events.TypeConfigChange, d.id, events.SeverityInformational, time.Now(), events.ConfigChange{Setting: "x", Source: "local"})
-	ev.Seq = 2
-	data, _ := ev.Marshal()
-	alt := api.EventRecord{Seq: 2, PrevHash: recs[0].Hash, Event: data}
-	alt.Hash = journal.RecordHash(2, alt.PrevHash, data)
-	r = send(t, d, []api.EventRecord{alt})
-	if r.AckedSeq != 8 || r.Stored != 0 || r.Duplicates != 1 || fmt.Sprint(r.Raised) != "[journal.chain_broken]" {
+	// Records 2 and 3 resent with other content (a reset or altered
+	// journal): one event names the first.
+	var alts []api.EventRecord
+	prev := recs[0].Hash
+	for seq := uint64(2); seq <= 3; seq++ {
+		ev, _ := events.New(events.TypeConfigChange, d.id, events.SeverityInformational, time.Now(), events.ConfigChange{Setting: "x", Source: "local"})
+		ev.Seq = seq
+		data, _ := ev.Marshal()
+		alt := api.EventRecord{Seq: seq, PrevHash: prev, Event: data}
+		alt.Hash = journal.RecordHash(seq, alt.PrevHash, data)
+		alts, prev = append(alts, alt), alt.Hash
+	}
+	r = send(t, d, alts)
+	if r.AckedSeq != 8 || r.Stored != 0 || r.Duplicates != 2 || fmt.Sprint(r.Raised) != "[journal.chain_broken]" {
 		t.Fatalf("altered resend: %+v", r)
 	}
 
