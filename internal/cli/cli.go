@@ -32,6 +32,8 @@ const usage = `bulwark — control plane and admin CLI for Bulwark
 
 Usage:
   bulwark server --data DIR [--listen HOST:PORT] [--db postgres://…] [--host NAME]…
+                 [--alert-webhook URL --alert-webhook-secret-file FILE] [--alert-syslog HOST:PORT [--alert-syslog-ca FILE]]
+                 [--alert-smtp HOST:PORT --alert-email-to ADDR… --alert-email-from ADDR]
   bulwark token create --data DIR --role ROLE --name NAME [--group G] [--ttl D]
   bulwark token list | token revoke ID
   bulwark enroll-token create --uses N --ttl DURATION [--group G] [--name NAME]
@@ -44,6 +46,7 @@ Usage:
   bulwark audit verify [--anchor FILE] | audit list [--json] [--limit N]
   bulwark events list [--device ID] [--group G] [--type T] [--severity S] [--since 24h|RFC3339] [--limit N] [--json]
   bulwark events export [--device ID] [--type T] [--since 24h|RFC3339] [--until T] > events.jsonl
+  bulwark alerts list [--open | --status S] [--device ID] [--limit N] [--json] | alerts ack ID
   bulwark release publish --product P --version V --file F [--installer app|ab]
                   [--fixes CVE-…,…] [--severity low|medium|high|critical] [--sbom FILE] [--hardware H,…]
   bulwark release list [--product P] [--json] | release floor --product P --min-version V | release floors
@@ -102,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Command groups with their own subcommand dispatch.
 	groups := map[string]func(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error{
-		"deploy": runDeploy, "events": runEvents, "tuf": runTUF, "attest": runAttest, "ek": runEK, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
+		"deploy": runDeploy, "events": runEvents, "alerts": runAlerts, "tuf": runTUF, "attest": runAttest, "ek": runEK, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
 	}
 	if run, ok := groups[cmd]; ok {
 		if sub == "" {
@@ -257,6 +260,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&contacts, "security-contact", "security.txt Contact: a mailto:, https: or tel: URI (repeatable; default: the server's own report form at /disclose)")
 	retention := fs.Int("event-retention-days", 90, "days to keep security events after receipt (older ones are pruned)")
 	publicURL := fs.String("public-url", "", "https://HOST[:PORT] the server is reached at, for security.txt and report follow-up links (empty: the request's host)")
+	var alerts server.AlertsConfig
+	var emailTo multiFlag
+	fs.StringVar(&alerts.WebhookURL, "alert-webhook", "", "`URL` to POST each new alert to, HMAC-signed (https, or http to loopback; empty: no webhook)")
+	fs.StringVar(&alerts.WebhookSecretFile, "alert-webhook-secret-file", "", "`FILE` holding the webhook signing secret, at least 32 bytes (required with --alert-webhook)")
+	fs.StringVar(&alerts.SyslogAddr, "alert-syslog", "", "syslog collector `HOST:PORT` to send alerts to as RFC 5424 over TLS (empty: none)")
+	fs.StringVar(&alerts.SyslogCAFile, "alert-syslog-ca", "", "PEM `FILE` of CAs for the syslog collector's certificate (empty: the system roots)")
+	fs.StringVar(&alerts.SMTPAddr, "alert-smtp", "", "SMTP relay `HOST:PORT` (STARTTLS required) to mail alerts through (empty: no mail)")
+	fs.Var(&emailTo, "alert-email-to", "alert mail recipient `ADDR` (repeatable; required with --alert-smtp)")
+	fs.StringVar(&alerts.EmailFrom, "alert-email-from", "", "alert mail sender `ADDR` (required with --alert-smtp)")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -273,6 +285,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg := server.Config{DataDir: *data, Listen: *listen, DB: *db, Hosts: hosts, CheckinInterval: *interval, EventRetentionDays: *retention,
 		Logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))}
 	cfg.Disclosure = disclosure.Config{Contacts: contacts, PublicURL: *publicURL}
+	alerts.EmailTo = emailTo
+	cfg.Alerts = alerts
 	switch *attestAction {
 	case server.ActionUntrusted, server.ActionQuarantine, server.ActionRevoke:
 	default:
