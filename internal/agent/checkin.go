@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bulwark-iot/bulwark/internal/agent/inventory"
 	"github.com/bulwark-iot/bulwark/internal/agent/state"
 	"github.com/bulwark-iot/bulwark/internal/api"
 )
@@ -67,7 +66,7 @@ func (d *daemon) checkin(ctx context.Context) bool {
 	d.renew(ctx, false)
 
 	req := &api.CheckinRequest{
-		Inventory: inventory.Collect(Version()),
+		Inventory: d.inventory(),
 		Health:    d.Health(),
 		Acks:      d.acks.batch(api.MaxAcks),
 	}

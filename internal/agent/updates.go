@@ -331,6 +331,23 @@ func (u *updates) lastReport() *localapi.UpdateReport {
 // checkinProbe checks in once (inventory and health, no acks) and
 // reports whether the server answered.
 func (d *daemon) checkinProbe(ctx context.Context) error {
-	_, err := d.currentClient().Checkin(ctx, &api.CheckinRequest{Inventory: inventory.Collect(Version()), Health: d.Health()})
+	_, err := d.currentClient().Checkin(ctx, &api.CheckinRequest{Inventory: d.inventory(), Health: d.Health()})
 	return err
+}
+
+// inventory is the check-in inventory: the system's, with the releases
+// the agent installed, against whose published reference values the
+// server appraises the device's attestation.
+func (d *daemon) inventory() api.Inventory {
+	inv := inventory.Collect(Version())
+	if d.updates == nil {
+		return inv
+	}
+	for _, r := range d.updates.installed() {
+		ir := api.InstalledRelease{Product: r.Product, Version: r.Version}
+		if ir.Valid() && len(inv.Installed) < api.MaxInstalled {
+			inv.Installed = append(inv.Installed, ir)
+		}
+	}
+	return inv
 }

@@ -88,6 +88,10 @@ type Inventory struct {
 	AgentVersion  string      `json:"agent_version"`
 	UptimeSeconds int64       `json:"uptime_seconds"`
 	Interfaces    []Interface `json:"interfaces,omitempty"`
+	// Installed lists the releases the agent installed (at most
+	// MaxInstalled, each product once); attestation compares the device
+	// with the reference values published with them.
+	Installed []InstalledRelease `json:"installed,omitempty"`
 }
 
 // Interface is one network interface.

@@ -125,7 +125,7 @@ func (inv *Inventory) Validate() error {
 			}
 		}
 	}
-	return nil
+	return validateInstalled(inv.Installed)
 }
 
 // Validate checks a health summary and rewrites the statuses of agents

@@ -24,6 +24,8 @@ func runRelease(ctx context.Context, sub string, args []string, stdout, stderr i
 		return releaseList(ctx, args, stdout, stderr)
 	case "floor":
 		return releaseFloor(ctx, args, stdout, stderr)
+	case "reference-values":
+		return releaseReferenceValues(ctx, args, stdout, stderr)
 	case "floors":
 		return apiList(ctx, args, stdout, stderr, "/api/v1/version-floors", &[]api.VersionFloor{}, func(w io.Writer, fs []api.VersionFloor) {
 			tw := table(w)
@@ -34,7 +36,7 @@ func runRelease(ctx context.Context, sub string, args []string, stdout, stderr i
 			tw.Flush()
 		})
 	case "":
-		return &usageError{"release needs a subcommand: publish, list, floor or floors"}
+		return &usageError{"release needs a subcommand: publish, list, floor, floors or reference-values"}
 	}
 	return &usageError{fmt.Sprintf("unknown subcommand %q for release (see bulwark help)", sub)}
 }
@@ -62,6 +64,7 @@ func releasePublish(ctx context.Context, args []string, stdout, stderr io.Writer
 	severity := fs.String("severity", "", "low, medium, high or critical (required with --fixes)")
 	hardware := fs.String("hardware", "", "comma-separated compatible hardware (empty: any)")
 	sbom := fs.String("sbom", "", "CycloneDX JSON SBOM to attach")
+	refValues := fs.String("reference-values", "", "attestation reference manifest (JSON: product, version, pcrs, files) to publish with the release")
 	jsonOut := fs.Bool("json", false, "print the release as JSON")
 	var cf clientFlags
 	cf.register(fs)
@@ -83,6 +86,14 @@ func releasePublish(ctx context.Context, args []string, stdout, stderr io.Writer
 	var sbomData []byte
 	if *sbom != "" {
 		if sbomData, err = os.ReadFile(*sbom); err != nil {
+			return fmt.Errorf("release publish: %w", err)
+		}
+	}
+	var refData []byte
+	if *refValues != "" {
+		// Checked before the upload: a release that changes measurements
+		// must not go out without its reference values.
+		if refData, err = readReferenceManifest(*refValues, *product, *version); err != nil {
 			return fmt.Errorf("release publish: %w", err)
 		}
 	}
@@ -124,10 +135,20 @@ func releasePublish(ctx context.Context, args []string, stdout, stderr io.Writer
 			return fmt.Errorf("release published, but attaching the SBOM failed: %w", err)
 		}
 	}
+	var rv api.ReferenceValues
+	if refData != nil {
+		path := "/api/v1/releases/" + url.PathEscape(*product) + "/" + url.PathEscape(*version) + "/reference-values"
+		if err := uploadReferenceValues(ctx, c, path, refData, &rv); err != nil {
+			return fmt.Errorf("release published, but publishing its reference values failed (retry with bulwark release reference-values): %w", err)
+		}
+	}
 	if *jsonOut {
 		return printJSON(stdout, rel)
 	}
 	fmt.Fprintf(stdout, "published %s %s as %s (%d bytes, sha256 %s)\n", rel.Product, rel.Version, rel.Target, rel.Length, rel.SHA256)
+	if rv.Target != "" {
+		fmt.Fprintf(stdout, "published its reference values as %s (sha256 %s)\n", rv.Target, rv.SHA256)
+	}
 	return nil
 }
 

@@ -88,6 +88,8 @@ func (s *Server) routesHandler() http.Handler {
 		{"GET", "/api/v1/releases", "admin", s.handleListReleases},
 		{"POST", "/api/v1/releases", "admin-global", s.handlePublishRelease},
 		{"POST", "/api/v1/releases/{product}/{version}/sbom", "admin-global", s.handleReleaseSBOM},
+		{"GET", "/api/v1/releases/{product}/{version}/reference-values", "admin", s.handleGetReferenceValues},
+		{"POST", "/api/v1/releases/{product}/{version}/reference-values", "admin-global", s.handlePutReferenceValues},
 		{"GET", "/api/v1/version-floors", "admin", s.handleListFloors},
 		{"POST", "/api/v1/version-floors", "admin-global", s.handleSetFloor},
 		{"GET", "/api/v1/deployments", "admin", s.handleListDeployments},
