@@ -537,3 +537,25 @@ func BenchmarkBaselineRandomRead(b *testing.B) {
 	cpu.report(b, i)
 	_ = s
 }
+
+// BenchmarkBaselineDependentRead follows a random cycle through a 128 MiB
+// array, each read depending on the last: the latency of one uncached
+// memory access on this machine, the floor for a single lookup that must
+// read one table slot.
+func BenchmarkBaselineDependentRead(b *testing.B) {
+	const n = 16 << 20
+	a := make([]uint32, 2*n) // 128 MiB; only even slots are used
+	perm := rand.New(rand.NewPCG(3, 4)).Perm(n)
+	for i := 0; i < n; i++ {
+		a[2*perm[i]] = uint32(perm[(i+1)%n])
+	}
+	p := uint32(perm[0])
+	cpu := startCPU(b)
+	i := 0
+	for b.Loop() {
+		p = a[2*p]
+		i++
+	}
+	cpu.report(b, i)
+	_ = p
+}
