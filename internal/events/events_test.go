@@ -358,3 +358,47 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeFastAgrees checks Decode's one-pass path takes every example
+// and refuses what the general path refuses; FuzzDecodeFast checks it never
+// accepts what the general path would not, with the same result.
+func TestDecodeFastAgrees(t *testing.T) {
+	for _, typ := range Types() {
+		b := exampleJSON(t, typ)
+		if _, ok := decodeFast(b); !ok {
+			t.Errorf("%s: the example does not take the fast path", typ)
+		}
+	}
+	good := exampleJSON(t, TypeNetConnection)
+	for name, b := range map[string][]byte{
+		"duplicate details": []byte(strings.Replace(string(good), `"details":{`, `"details":{"protocol":"tcp"},"details":{`, 1)),
+		"escaped type":      []byte(strings.Replace(string(good), `"type":"net.connection"`, `"type":"net\u002econnection"`, 1)),
+		"unknown field":     []byte(strings.Replace(string(good), `"details":{`, `"details":{"x":1,`, 1)),
+		"trailing data":     append(append([]byte{}, good...), '{'),
+	} {
+		if _, ok := decodeFast(b); ok {
+			t.Errorf("%s: took the fast path", name)
+		}
+	}
+}
+
+func FuzzDecodeFast(f *testing.F) {
+	for _, typ := range Types() {
+		ev, _ := Example(typ)
+		b, _ := json.Marshal(ev)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := decodeFast(data)
+		if !ok {
+			return
+		}
+		slow, err := decodeSlow(data)
+		if err != nil {
+			t.Fatalf("the fast path accepted what the general path refuses (%v): %q", err, data)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("the paths disagree: %+v vs %+v", fast, slow)
+		}
+	})
+}
