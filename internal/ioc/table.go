@@ -3,14 +3,21 @@ package ioc
 import "hash/maphash"
 
 // table is an open-addressing hash table (linear probing, load ≤ 1/2)
-// mapping keys to indicator ids. Each slot keeps the key's full 64-bit hash
-// and the key itself next to the id, so a lookup usually touches one cache
-// line; keys are compared only when the hashes are equal. Built once, then
-// read-only.
+// mapping keys to indicator ids. A compact array of 16-bit tags, parallel to
+// the slots, is probed first: at 2 bytes a slot it stays in cache far more
+// than the slots do, so a lookup that misses (the usual case for traffic)
+// rarely touches a slot. Each slot keeps the key's full 64-bit hash and the
+// key itself next to the id; keys are compared only when the hashes are
+// equal. Built once, then read-only.
 type table[K comparable] struct {
+	tags  []uint16 // tag of slots[i]; 0 = empty
 	slots []slot[K]
 	n     int
 }
+
+// tag derives a slot's nonzero 16-bit tag from its hash (from bits not used
+// for the slot index).
+func tag(fp uint64) uint16 { return uint16(fp>>48) | 1 }
 
 type slot[K comparable] struct {
 	fp      uint64 // key hash with the low bit set; 0 = empty
@@ -25,14 +32,16 @@ func (t *table[K]) get(fp uint64, k K) (id int32, expires, ok bool) {
 		return 0, false, false
 	}
 	fp |= 1
+	tg := tag(fp)
 	mask := uint64(len(t.slots) - 1)
 	for i := fp >> 7 & mask; ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if s.fp == fp && s.key == k {
-			return s.id, s.expires, true
-		}
-		if s.fp == 0 {
+		switch t.tags[i] {
+		case 0:
 			return 0, false, false
+		case tg:
+			if s := &t.slots[i]; s.fp == fp && s.key == k {
+				return s.id, s.expires, true
+			}
 		}
 	}
 }
@@ -55,6 +64,7 @@ func (t *table[K]) put(fp uint64, k K, id int32, expires bool) (int32, bool) {
 		}
 		if s.fp == 0 {
 			s.fp, s.id, s.expires, s.key = fp, id, expires, k
+			t.tags[i] = tag(fp)
 			t.n++
 			return 0, false
 		}
@@ -68,6 +78,7 @@ func (t *table[K]) grow() {
 	}
 	old := t.slots
 	t.slots = make([]slot[K], size)
+	t.tags = make([]uint16, size)
 	mask := uint64(size - 1)
 	for _, s := range old {
 		if s.fp == 0 {
@@ -78,6 +89,7 @@ func (t *table[K]) grow() {
 			i = (i + 1) & mask
 		}
 		t.slots[i] = s
+		t.tags[i] = tag(s.fp)
 	}
 }
 
