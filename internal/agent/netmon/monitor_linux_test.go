@@ -289,6 +289,9 @@ func TestMonitorCPU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow measurement")
 	}
+	if raceEnabled {
+		t.Skip("CPU measurement is meaningless under the race detector")
+	}
 	const (
 		rate = 1000 // connections per second
 		dur  = 5 * time.Second

@@ -1,0 +1,5 @@
+//go:build race
+
+package netmon
+
+const raceEnabled = true
