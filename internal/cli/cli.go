@@ -46,6 +46,9 @@ Usage:
   bulwark audit verify [--anchor FILE] | audit list [--json] [--limit N]
   bulwark events list [--device ID] [--group G] [--type T] [--severity S] [--since 24h|RFC3339] [--limit N] [--json]
   bulwark events export [--device ID] [--type T] [--since 24h|RFC3339] [--until T] > events.jsonl
+  bulwark ioc import FILE [--name N] [--format stix|misp|list] [--expires 720h] | ioc list [--json]
+  bulwark ioc feed add --name N (--taxii URL --collection ID | --misp URL) [--interval 1h] [--expires D]
+  bulwark ioc indicators [--source N] [--limit N] [--json] | ioc delete NAME
   bulwark alerts list [--open | --status S] [--device ID] [--limit N] [--json] | alerts ack ID
   bulwark release publish --product P --version V --file F [--installer app|ab]
                   [--fixes CVE-…,…] [--severity low|medium|high|critical] [--sbom FILE] [--hardware H,…]
@@ -105,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Command groups with their own subcommand dispatch.
 	groups := map[string]func(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error{
-		"deploy": runDeploy, "events": runEvents, "alerts": runAlerts, "tuf": runTUF, "attest": runAttest, "ek": runEK, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
+		"deploy": runDeploy, "events": runEvents, "ioc": runIoC, "alerts": runAlerts, "tuf": runTUF, "attest": runAttest, "ek": runEK, "disclosures": runDisclosures, "products": runProducts, "release": runRelease,
 	}
 	if run, ok := groups[cmd]; ok {
 		if sub == "" {
@@ -259,6 +262,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var contacts multiFlag
 	fs.Var(&contacts, "security-contact", "security.txt Contact: a mailto:, https: or tel: URI (repeatable; default: the server's own report form at /disclose)")
 	retention := fs.Int("event-retention-days", 90, "days to keep security events after receipt (older ones are pruned)")
+	iocPoll := fs.Duration("ioc-poll-interval", time.Hour, "poll interval of indicator feeds that name none (docs/ioc.md)")
+	iocMax := fs.Int("ioc-max-indicators", 2_000_000, "most indicators one source (imported file or feed) may hold")
 	publicURL := fs.String("public-url", "", "https://HOST[:PORT] the server is reached at, for security.txt and report follow-up links (empty: the request's host)")
 	var alerts server.AlertsConfig
 	var emailTo multiFlag
@@ -285,6 +290,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg := server.Config{DataDir: *data, Listen: *listen, DB: *db, Hosts: hosts, CheckinInterval: *interval, EventRetentionDays: *retention,
 		Logger: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))}
 	cfg.Disclosure = disclosure.Config{Contacts: contacts, PublicURL: *publicURL}
+	if *iocPoll < time.Minute || *iocMax < 1 {
+		return &usageError{"server: --ioc-poll-interval must be at least 1m and --ioc-max-indicators at least 1"}
+	}
+	cfg.IoC = server.IoCConfig{PollInterval: *iocPoll, MaxIndicators: *iocMax}
 	alerts.EmailTo = emailTo
 	cfg.Alerts = alerts
 	switch *attestAction {

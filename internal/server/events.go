@@ -164,6 +164,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return internal(err)
 	}
+	s.afterEventBatch(r.Context(), dc.id, rows, resp.Stored)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -99,6 +99,12 @@ func (s *Server) routesHandler() http.Handler {
 		{"POST", "/api/v1/deployments/{id}/resume", "admin", s.handleDeploymentAction("resume")},
 		{"POST", "/api/v1/deployments/{id}/abort", "admin", s.handleDeploymentAction("abort")},
 		{"PUT", "/api/v1/groups/{name}/maintenance-windows", "admin", s.handleSetWindows},
+		{"GET", api.PathIoC, "device", s.handleDeviceIoC},
+		{"GET", "/api/v1/ioc/sources", "admin", s.handleListIoCSources},
+		{"POST", "/api/v1/ioc/sources", "admin-global", s.handleImportIoC},
+		{"DELETE", "/api/v1/ioc/sources/{name}", "admin-global", s.handleDeleteIoCSource},
+		{"POST", "/api/v1/ioc/feeds", "admin-global", s.handleCreateIoCFeed},
+		{"GET", "/api/v1/ioc/indicators", "admin", s.handleListIoCIndicators},
 		{"GET", "/api/v1/openapi.json", "public", s.handleOpenAPI},
 		{"GET", "/healthz", "public", s.handleHealthz},
 	}

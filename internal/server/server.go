@@ -74,6 +74,9 @@ type Config struct {
 	// Alerts says where alerts are delivered (docs/alerts.md); the zero
 	// value stores and serves them without delivering any.
 	Alerts AlertsConfig
+	// IoC configures indicators of compromise (docs/ioc.md); the zero
+	// value is usable.
+	IoC IoCConfig
 }
 
 // Server is a running control plane.
@@ -101,6 +104,7 @@ type Server struct {
 	running runningCache
 	attest  *attestor
 	alerts  *alerter
+	ioc     *iocState
 
 	handler http.Handler
 	routes  []route
@@ -202,6 +206,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.initAttest(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if s.ioc, err = newIoC(ctx, s); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -483,6 +491,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(alertsDone)
 		s.alerts.run(mctx)
 	}()
+	iocDone := make(chan struct{})
+	go func() {
+		defer close(iocDone)
+		s.ioc.run(mctx)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(tls.NewListener(ln, hs.TLSConfig)) }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "db", string(s.store.Dialect()))
@@ -499,6 +512,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stopMaint()
 	<-maintDone
 	<-alertsDone
+	<-iocDone
 	// The check-in writer drains what was accepted before it stops.
 	stopWriter()
 	<-writerDone
