@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,9 +63,24 @@ func (d *daemon) openEvents() error {
 	id, server, leaf := d.st.DeviceID, d.st.Server, d.id.Certificate().Leaf
 	d.mu.Unlock()
 	dir := eventsDir(d.dir, id)
-	j, err := journal.Open(dir, journal.Options{DeviceID: id, MaxBytes: d.cfg.Events.MaxBytes})
+	opts := journal.Options{DeviceID: id, MaxBytes: d.cfg.Events.MaxBytes}
+	j, err := journal.Open(dir, opts)
+	var broken error
 	if err != nil {
-		return err
+		// An unreadable journal must not stop the agent (updates and
+		// commands still matter): keep it aside for inspection, start a
+		// new chain and record why (the server sees the new chain start
+		// past a gap, too).
+		aside := fmt.Sprintf("%s.broken-%d", dir, time.Now().Unix())
+		d.log.Error("the event journal is unreadable; keeping it aside and starting a new one", "err", err, "kept_in", aside)
+		if rerr := os.Rename(dir, aside); rerr != nil {
+			return fmt.Errorf("event journal: %w (and moving it aside: %v)", err, rerr)
+		}
+		var err2 error
+		if j, err2 = journal.Open(dir, opts); err2 != nil {
+			return fmt.Errorf("event journal: %w", err2)
+		}
+		broken = err
 	}
 	ev := &eventsState{j: j, dir: dir, id: id}
 	ev.clock = &forward.Clock{Threshold: d.cfg.Events.ClockThreshold, Record: func(offset, th time.Duration) {
@@ -90,12 +106,22 @@ func (d *daemon) openEvents() error {
 		return err
 	}
 	d.ev = ev
+	if broken != nil {
+		d.recordEvent(events.TypeIntegrityResult, events.SeverityHigh, events.IntegrityResult{Check: "journal", Outcome: "fail", Actual: trim(broken.Error(), 1024)})
+	}
 	serial := leaf.SerialNumber.Text(16)
 	if b, err := os.ReadFile(filepath.Join(dir, enrolMarker)); err != nil || strings.TrimSpace(string(b)) != serial {
 		d.recordEvent(events.TypeEnrolment, events.SeverityInformational, events.Enrolment{Outcome: "success", Server: server, CertSerial: serial})
 		d.markIdentity(serial)
 	}
 	return nil
+}
+
+func trim(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func (d *daemon) markIdentity(serial string) {

@@ -1,0 +1,72 @@
+package agent
+
+import (
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/bulwark-iot/bulwark/internal/events"
+)
+
+func journalTypes(t *testing.T, d *daemon) []string {
+	t.Helper()
+	recs, err := d.ev.j.Read(1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range recs {
+		var e struct{ Type string }
+		json.Unmarshal(r.Event, &e)
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+// TestEventJournalOpen: the first start records the enrolment once, and an
+// unreadable journal is kept aside and replaced, with the failure recorded.
+func TestEventJournalOpen(t *testing.T) {
+	srv := newServer(t)
+	dir := t.TempDir()
+	st := enroll(t, srv, dir, false)
+	open := func() *daemon {
+		d := &daemon{cfg: testConfig(dir).withDefaults(), log: slog.New(slog.DiscardHandler), dir: dir}
+		if err := d.load(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.openEvents(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.closeEvents)
+		return d
+	}
+	d := open()
+	if got := journalTypes(t, d); len(got) != 1 || got[0] != events.TypeEnrolment {
+		t.Fatalf("first start journal: %v", got)
+	}
+	d.closeEvents()
+	d = open()
+	if got := journalTypes(t, d); len(got) != 1 {
+		t.Fatalf("second start recorded again: %v", got)
+	}
+	d.closeEvents()
+
+	jdir := eventsDir(dir, st.DeviceID)
+	segs, _ := filepath.Glob(filepath.Join(jdir, "seg-*.log"))
+	if len(segs) == 0 {
+		t.Fatal("no segment")
+	}
+	if err := os.WriteFile(segs[len(segs)-1], []byte("not a record\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d = open()
+	got := journalTypes(t, d)
+	if len(got) != 2 || got[0] != events.TypeIntegrityResult || got[1] != events.TypeEnrolment {
+		t.Fatalf("journal after corruption: %v", got)
+	}
+	if aside, _ := filepath.Glob(jdir + ".broken-*"); len(aside) != 1 {
+		t.Fatalf("broken journal kept in %v", aside)
+	}
+}
