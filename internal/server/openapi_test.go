@@ -334,6 +334,10 @@ var openAPIWireTypes = []struct {
 	{typ: reflect.TypeFor[api.IoCIndicatorList](), response: true},
 	{typ: reflect.TypeFor[api.DeviceIoC](), response: true},
 	{typ: reflect.TypeFor[api.DeviceIoCSet](), response: true},
+	{typ: reflect.TypeFor[api.EventBatch](), response: false},
+	{typ: reflect.TypeFor[api.JournalCheckpoint](), response: false},
+	{typ: reflect.TypeFor[api.EventBatchResponse](), response: true},
+	{typ: reflect.TypeFor[api.EventPage](), response: true},
 	{typ: reflect.TypeFor[loginRequest](), response: false, schema: "LoginRequest"},
 	{typ: reflect.TypeFor[loginResponse](), response: true, schema: "LoginResponse"},
 }
