@@ -10,10 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/attest"
@@ -181,17 +182,23 @@ func (s *Server) attestPolicy(ctx context.Context, deviceID string) (pol *attest
 		return nil, "", nil, err
 	}
 	var withPCRs []*attest.ReferenceManifest
-	for _, m := range manifests {
-		if len(m.PCRs) > 0 {
-			withPCRs = append(withPCRs, m)
+	var fileSets []map[string]bool
+	for _, pm := range manifests {
+		if len(pm.m.PCRs) > 0 {
+			withPCRs = append(withPCRs, pm.m)
 		}
-		if len(m.Files) > 0 {
-			if pol.AllowedFiles == nil {
-				pol.AllowedFiles = map[string]bool{}
-			}
-			for h := range m.AllowedFiles() {
-				pol.AllowedFiles[h] = true
-			}
+		if len(pm.files) > 0 {
+			fileSets = append(fileSets, pm.files)
+		}
+	}
+	switch len(fileSets) {
+	case 0:
+	case 1:
+		pol.AllowedFiles = fileSets[0] // shared, never modified
+	default:
+		pol.AllowedFiles = map[string]bool{}
+		for _, set := range fileSets {
+			maps.Copy(pol.AllowedFiles, set)
 		}
 	}
 	switch len(withPCRs) {
@@ -220,9 +227,49 @@ func (s *Server) attestPolicy(ctx context.Context, deviceID string) (pol *attest
 	return pol, refSource, notes, nil
 }
 
+// parsedManifest is a decoded reference manifest with its set of file
+// hashes.
+type parsedManifest struct {
+	m     *attest.ReferenceManifest
+	files map[string]bool
+}
+
+// manifestCache holds decoded manifests by their SHA-256: every device
+// running a release is appraised against the same manifest, which may
+// list thousands of files. Entries are immutable.
+var manifestCache struct {
+	sync.Mutex
+	m map[string]*parsedManifest
+}
+
+const manifestCacheMax = 256
+
+// parseManifest decodes a stored manifest, through the cache.
+func parseManifest(rec *store.ReferenceManifest) (*parsedManifest, error) {
+	key := rec.Product + "\x00" + rec.Version + "\x00" + rec.SHA256
+	manifestCache.Lock()
+	pm := manifestCache.m[key]
+	manifestCache.Unlock()
+	if pm != nil {
+		return pm, nil
+	}
+	m, err := attest.DecodeReferenceManifest(strings.NewReader(rec.Manifest))
+	if err != nil {
+		return nil, err
+	}
+	pm = &parsedManifest{m: m, files: m.AllowedFiles()}
+	manifestCache.Lock()
+	if manifestCache.m == nil || len(manifestCache.m) >= manifestCacheMax {
+		manifestCache.m = make(map[string]*parsedManifest)
+	}
+	manifestCache.m[key] = pm
+	manifestCache.Unlock()
+	return pm, nil
+}
+
 // installedManifests returns the reference manifests of the releases the
 // device reported installed at its latest check-in, ordered by product.
-func (s *Server) installedManifests(ctx context.Context, deviceID string) ([]*attest.ReferenceManifest, []string, error) {
+func (s *Server) installedManifests(ctx context.Context, deviceID string) ([]*parsedManifest, []string, error) {
 	d, err := s.store.GetDevice(ctx, deviceID)
 	if err != nil {
 		return nil, nil, err
@@ -256,7 +303,7 @@ func (s *Server) installedManifests(ctx context.Context, deviceID string) ([]*at
 			floors[f.Product] = f.MinVersion
 		}
 	}
-	var out []*attest.ReferenceManifest
+	var out []*parsedManifest
 	var notes []string
 	for _, rec := range recs {
 		// A release below its product's version floor is one devices
@@ -267,15 +314,14 @@ func (s *Server) installedManifests(ctx context.Context, deviceID string) ([]*at
 				continue
 			}
 		}
-		m, err := attest.DecodeReferenceManifest(strings.NewReader(rec.Manifest))
+		pm, err := parseManifest(rec)
 		if err != nil {
 			// Validated on upload; a stored manifest that no longer
 			// decodes is reported, not trusted.
 			notes = append(notes, fmt.Sprintf("reference values of %s %s are unreadable: %v", rec.Product, rec.Version, err))
 			continue
 		}
-		out = append(out, m)
+		out = append(out, pm)
 	}
-	slices.SortFunc(out, func(a, b *attest.ReferenceManifest) int { return strings.Compare(a.Product, b.Product) })
 	return out, notes, nil
 }
