@@ -95,6 +95,9 @@ type Config struct {
 	// Events configures the security event journal and its forwarding to
 	// the server (events.go); the zero value is the default.
 	Events EventsConfig
+	// Collectors configures the network connection and authentication
+	// event collectors (collectors.go); the zero value runs both.
+	Collectors CollectorsConfig
 
 	// hardeningRoot is where the hardening facts are read; empty means
 	// "/". Tests point it at a fake tree.
@@ -242,6 +245,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	ckWG.Go(func() { d.checkinLoop(ckCtx) })
 	cmdWG.Go(func() { d.commandLoop(cmdCtx) })
 	stopEvents := d.runEvents(base)
+	stopCollectors := d.runCollectors(base)
 
 	d.mu.Lock()
 	logger.Info("agent started", "version", Version(), "device_id", d.st.DeviceID, "server", d.st.Server,
@@ -264,6 +268,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	stopCk()
 	ckWG.Wait()
 	d.updates.wg.Wait()
+	stopCollectors()
 	stopEvents()
 	logger.Info("agent stopped")
 	return runErr

@@ -227,8 +227,20 @@ func (c *cmd) run(args []string) int {
 	fs.Var(&integrityPaths, "integrity-path", "a file or directory the integrity monitor hashes where the kernel has no IMA (repeatable)")
 	fs.Var(&managedBinaries, "managed-binary", "an ELF `FILE` whose hardening (PIE, RELRO, NX stack) is reported besides the agent's (repeatable)")
 	platformRoot := fs.String("platform-root", "", "`DIR` prepended to the boot event log, IMA list and SecureBoot paths (an emulated boot for a software TPM)")
+	netLog := fs.String("net-log", "on", "log new network connections as net.connection events: `on` or off (docs/collectors.md)")
+	authLog := fs.String("auth-log", "auto", "read authentication events (auth.login) from `SOURCE`: auto (journald if it runs, else /var/log/auth.log or /var/log/secure), journald, a syslog file path, or off")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
+	}
+	if *netLog != "on" && *netLog != "off" {
+		return c.errorf(exitUsage, "--net-log must be on or off, not %q", *netLog)
+	}
+	if *authLog == "" {
+		return c.errorf(exitUsage, "--auth-log must be auto, journald, off or a file path")
+	}
+	collectors := agent.CollectorsConfig{NetOff: *netLog == "off", AuthLog: *authLog}
+	if *authLog == "auto" {
+		collectors.AuthLog = ""
 	}
 	if *interval < 0 || (*interval > 0 && *interval < time.Second) {
 		return c.errorf(exitUsage, "--interval must be 0 (server's choice) or at least 1s, not %v", *interval)
@@ -242,7 +254,8 @@ func (c *cmd) run(args []string) int {
 	}
 	logger := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lv}))
 	err := agent.Run(c.ctx, agent.Config{StateDir: *dir, Interval: *interval, InstallRoot: *installRoot, HealthCheck: strings.Fields(*healthCheck), Hardware: *hardware,
-		TPM: *tpmSpec, PlatformRoot: *platformRoot, Events: agent.EventsConfig{Rate: *eventRate, ClockThreshold: *clockThreshold}}, logger)
+		TPM: *tpmSpec, PlatformRoot: *platformRoot, Events: agent.EventsConfig{Rate: *eventRate, ClockThreshold: *clockThreshold},
+		Collectors: collectors}, logger)
 	if err != nil {
 		return c.errorf(exitFail, "%v", err)
 	}
