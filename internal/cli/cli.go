@@ -53,6 +53,7 @@ Usage:
   bulwark release publish --product P --version V --file F [--installer app|ab]
                   [--fixes CVE-…,…] [--severity low|medium|high|critical] [--sbom FILE] [--hardware H,…]
   bulwark release list [--product P] [--json] | release floor --product P --min-version V | release floors
+  bulwark release reference-values PRODUCT VERSION [FILE] [--replace]   signed PCR and file reference values for attestation
   bulwark deploy create --release PRODUCT@VERSION (--group G | --device ID…) [--stages 5,25,100]
                  [--halt-failures 10%] [--expedite] [--allow-downgrade]
   bulwark deploy list | deploy show ID [--json] | deploy pause|resume|abort ID [--reason TEXT]

@@ -315,6 +315,7 @@ var openAPIWireTypes = []struct {
 	{typ: reflect.TypeFor[api.EKRegistration](), response: false},
 	{typ: reflect.TypeFor[api.EKRegistrationCreate](), response: false},
 	{typ: reflect.TypeFor[api.EKRegistrationList](), response: true},
+	{typ: reflect.TypeFor[api.InstalledRelease](), response: false},
 	{typ: reflect.TypeFor[api.Release](), response: true},
 	{typ: reflect.TypeFor[api.VersionFloor](), response: false},
 	{typ: reflect.TypeFor[api.DeploymentCreate](), response: false},
