@@ -132,8 +132,18 @@ func ParseJournalEntry(data []byte) (AuthEvent, bool) {
 //     failure" and "pam_X(service:session): session opened/closed for
 //     user", for login, su and other services; cron, systemd-user and
 //     runuser sessions are routine and skipped.
+//
+// A line rsyslog collapsed ("message repeated N times: [ ...]") gives one
+// event for the message it repeats.
 func ParseMessage(ident, msg, line string) (AuthEvent, bool) {
 	msg = strings.TrimSpace(msg)
+	// rsyslog's RepeatedMsgReduction: "message repeated 3 times: [ X]".
+	// One event stands for them; the message keeps the count.
+	if rest, ok := strings.CutPrefix(msg, "message repeated "); ok {
+		if _, inner, ok := strings.Cut(rest, ": ["); ok {
+			msg = strings.TrimSpace(strings.TrimSuffix(inner, "]"))
+		}
+	}
 	var ev AuthEvent
 	var ok bool
 	switch {

@@ -31,6 +31,8 @@ func TestParseLine(t *testing.T) {
 			&want{"logon", "failure", "ssh", "git", "fe80::1%eth0", 6000}},
 		{"Nov 26 21:09:47 gw sshd[1235]: Failed none for invalid user  from 203.0.113.9 port 1 ssh2",
 			&want{"logon", "failure", "ssh", unknownUser, "203.0.113.9", 1}},
+		{"Nov 26 21:09:47 gw sshd[1235]: message repeated 5 times: [ Failed password for root from 203.0.113.7 port 51023 ssh2]",
+			&want{"logon", "failure", "ssh", "root", "203.0.113.7", 51023}},
 		{"Nov 26 21:09:48 gw sshd[1236]: Invalid user oracle from 203.0.113.8 port 33000",
 			&want{"logon", "failure", "ssh", "oracle", "203.0.113.8", 33000}},
 		// A user name with spaces, and " from " in it: the last " from " counts.
