@@ -191,6 +191,16 @@ func (s *Server) attestPolicy(ctx context.Context, deviceID string) (pol *attest
 			fileSets = append(fileSets, pm.files)
 		}
 	}
+	// Without IMA the agent's integrity monitor reports paths and hashes;
+	// the released files' paths give what they must be.
+	for _, pm := range manifests {
+		for _, f := range pm.m.Files {
+			if pol.Files == nil {
+				pol.Files = map[string]string{}
+			}
+			pol.Files[f.Path] = f.SHA256
+		}
+	}
 	switch len(fileSets) {
 	case 0:
 	case 1:

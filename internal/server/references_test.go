@@ -267,6 +267,26 @@ func TestAttestationAgainstReleaseReferenceValues(t *testing.T) {
 	}
 	mustBoot(t, tp, "2.0", "/boot/vmlinuz-2.0") // a clean IMA list
 
+	// Without IMA, the integrity monitor's hashes are compared with the
+	// released files: the released camd passes, a changed one does not.
+	for _, c := range []struct {
+		sum  [32]byte
+		want int
+	}{{camd, attest.ClaimApprovedFiles}, {sha256.Sum256([]byte("patched camd")), attest.ClaimContraindicatedFiles}} {
+		ev, err := tp.Quote(d.freshNonce(t), attestPCRs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Files = []api.FileMeasurement{{Path: "/usr/bin/camd", SHA256: hex.EncodeToString(c.sum[:])}}
+		res, err := d.client.Attest(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Vector.FileSystem != c.want {
+			t.Fatalf("integrity monitor file %x: file-system claim %d, want %d (%+v)", c.sum[:4], res.Vector.FileSystem, c.want, res)
+		}
+	}
+
 	// Two installed releases that both publish PCRs: which describes the
 	// boot is ambiguous, so neither is used, and the result says so.
 	if code, _, e := postReferenceValues(t, ts, "cam-extra", "1.0.0", "", bootManifest(t, tp, "cam-extra", "1.0.0")); code != 201 {
