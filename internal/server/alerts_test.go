@@ -21,6 +21,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/server"
 	"github.com/bulwark-iot/bulwark/internal/server/servertest"
 	"github.com/bulwark-iot/bulwark/internal/siem"
+	"github.com/bulwark-iot/bulwark/internal/store/storetest"
 )
 
 // webhookReceiver is an alert webhook endpoint that checks every
@@ -89,12 +90,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func alertServer(t *testing.T, wr *webhookReceiver) *servertest.Server {
+func alertServer(t *testing.T, wr *webhookReceiver, db string) *servertest.Server {
 	secretFile := filepath.Join(t.TempDir(), "webhook-secret")
 	if err := os.WriteFile(secretFile, append(wr.secret, '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return servertest.Start(t, servertest.Options{Config: server.Config{
+	return servertest.Start(t, servertest.Options{DB: db, Config: server.Config{
 		Attestation: server.AttestConfig{FailureAction: server.ActionQuarantine},
 		Alerts:      server.AlertsConfig{WebhookURL: wr.URL, WebhookSecretFile: secretFile, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond},
 	}})
@@ -121,7 +122,7 @@ func byRule(list []api.Alert, rule string) []api.Alert {
 
 func TestAlertsAttestationFailureDeliveredAndAcknowledged(t *testing.T) {
 	wr := newWebhookReceiver(t)
-	ts := alertServer(t, wr)
+	ts := alertServer(t, wr, "")
 	d := enrollTPM(t, ts, newSoftTPM(t), ts.EnrollToken(t, 5, ""))
 
 	// Enrolment is a change of state too.
@@ -218,9 +219,16 @@ func TestAlertsAttestationFailureDeliveredAndAcknowledged(t *testing.T) {
 	}
 }
 
+// TestAlertsRevocationAndEvents runs on both store backends.
 func TestAlertsRevocationAndEvents(t *testing.T) {
+	for _, backend := range storetest.Backends {
+		t.Run(string(backend), func(t *testing.T) { testAlertsRevocationAndEvents(t, dbFor(t, backend)) })
+	}
+}
+
+func testAlertsRevocationAndEvents(t *testing.T, db string) {
 	wr := newWebhookReceiver(t)
-	ts := alertServer(t, wr)
+	ts := alertServer(t, wr, db)
 	d := enroll(t, ts, ts.EnrollToken(t, 5, ""), "host-1")
 
 	// Repeated authentication failures, forwarded from the device journal.
@@ -258,14 +266,33 @@ func TestAlertsRevocationAndEvents(t *testing.T) {
 	if len(bf.Events) != alert.AuthFailureThreshold || bf.Events[0].Seq != 1 || bf.Events[0].Type != events.TypeAuthLogin || bf.Events[0].EventID == 0 {
 		t.Fatalf("repeated-failures alert = %+v", bf)
 	}
-	// A resent batch is not evaluated twice.
+	// A resent batch is not evaluated twice: once the event after it has
+	// raised its alert, the repeated-failures alert still counts one.
 	if _, err := d.client.SendEvents(context.Background(), batch); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the webhook", func() bool { return len(wr.received(alert.RuleAuthBruteForce)) == 1 })
+	skew, err := events.New(events.TypeClockOffset, d.id, events.SeverityLow, at, events.ClockOffset{OffsetMS: 93000, ThresholdMS: 5000, Reference: "server"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Append(skew); err != nil {
+		t.Fatal(err)
+	}
+	recs, err = j.Read(uint64(alert.AuthFailureThreshold+1), 1)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("reading the journal: %d records, %v", len(recs), err)
+	}
+	r := recs[0]
+	if _, err := d.client.SendEvents(context.Background(), &api.EventBatch{Records: []api.EventRecord{{Seq: r.Seq, PrevHash: r.PrevHash, Hash: r.Hash, Event: r.Event}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the clock alert", func() bool {
+		return len(byRule(listAlerts(t, ts, "", "device="+d.id), alert.RuleClockSkew)) == 1
+	})
 	if got := byRule(listAlerts(t, ts, "", "device="+d.id), alert.RuleAuthBruteForce); len(got) != 1 || got[0].Count != 1 {
 		t.Fatalf("after a resend: %+v", got)
 	}
+	waitFor(t, "the webhook", func() bool { return len(wr.received(alert.RuleAuthBruteForce)) == 1 })
 
 	// Revocation.
 	if code := ts.Do(t, "POST", "/api/v1/devices/"+d.id+"/revoke", "", nil, nil); code != http.StatusOK {
