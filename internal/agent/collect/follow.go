@@ -34,6 +34,9 @@ type Follower struct {
 	// MaxLine caps a line; zero means DefaultMaxLine. A longer line is
 	// cut to MaxLine bytes and the rest skipped.
 	MaxLine int
+
+	// passed, if set, is called after each pass over the file (tests).
+	passed func()
 }
 
 // Run calls line for each complete line (without its newline), from the
@@ -78,6 +81,9 @@ func (f *Follower) Run(ctx context.Context, line func(string)) error {
 				// Renamed, its successor not yet created: keep reading
 				// the old file until it is.
 			}
+		}
+		if f.passed != nil {
+			f.passed()
 		}
 		select {
 		case <-ctx.Done():

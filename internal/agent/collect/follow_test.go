@@ -43,6 +43,14 @@ func (l *lineLog) waitFor(t *testing.T, n int) {
 	}
 }
 
+// firstPass returns a channel closed when fw has made its first pass.
+func firstPass(fw *Follower) <-chan struct{} {
+	ch := make(chan struct{})
+	var once sync.Once
+	fw.passed = func() { once.Do(func() { close(ch) }) }
+	return ch
+}
+
 func appendTo(t *testing.T, path string, lines ...string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -70,6 +78,7 @@ func TestFollowerRotation(t *testing.T) {
 	var got lineLog
 	ctx, cancel := context.WithCancel(context.Background())
 	fw := &Follower{Path: path, Poll: 10 * time.Millisecond}
+	first := firstPass(fw)
 	done := make(chan error, 1)
 	go func() { done <- fw.Run(ctx, got.add) }()
 	defer func() {
@@ -78,7 +87,7 @@ func TestFollowerRotation(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	time.Sleep(50 * time.Millisecond) // the follower has opened the file at its end
+	<-first // the follower has opened the file at its end
 
 	var want []string
 	add := func(p string, lines ...string) {
@@ -145,8 +154,9 @@ func TestFollowerLongLinesAndMissingFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fw := &Follower{Path: path, Poll: 10 * time.Millisecond, MaxLine: 8}
+	first := firstPass(fw)
 	go fw.Run(ctx, got.add)
-	time.Sleep(30 * time.Millisecond)
+	<-first // the follower found no file
 	// The file appears after the start: it is read from its start.
 	appendTo(t, path, "0123456789abcdef\nshort\n")
 	got.waitFor(t, 2)
@@ -205,19 +215,49 @@ func TestRunAuthFile(t *testing.T) {
 	go func() {
 		done <- RunAuth(ctx, AuthConfig{Source: path, Poll: 10 * time.Millisecond}, &rec)
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Probe until the follower reads the file (it opened it at its end);
+	// the probes are left out below.
+	const probe = "Nov 26 21:00:01 gw sshd[1]: Accepted password for probe from 192.0.2.1 port 1 ssh2\n"
+	for i := 0; len(rec.all()) == 0; i++ {
+		if i == 1000 {
+			t.Fatal("the auth log is not read")
+		}
+		appendTo(t, path, probe)
+		time.Sleep(10 * time.Millisecond)
+	}
 	appendTo(t, path,
 		"Nov 26 21:09:47 gw sshd[2]: Failed password for invalid user admin from 203.0.113.7 port 51024 ssh2\n",
 		"Nov 26 21:09:48 gw sshd[2]: Connection closed by invalid user admin 203.0.113.7 port 51024 [preauth]\n")
-	rec.waitFor(t, 1)
+	var evs []recorded
+	wait := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			evs = evs[:0]
+			for _, e := range rec.all() {
+				if l, ok := e.details.(events.AuthLogin); !ok || l.User != "probe" {
+					evs = append(evs, e)
+				}
+			}
+			if len(evs) >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("got %d events, want %d: %+v", len(evs), n, evs)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	wait(1)
 	os.Rename(path, path+".1")
 	appendTo(t, path, "Nov 26 21:10:00 gw sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id\n")
-	evs := rec.waitFor(t, 2)
+	wait(2)
+	time.Sleep(30 * time.Millisecond) // nothing more arrives
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("RunAuth: %v", err)
 	}
-	evs = rec.all()
+	wait(2)
 	if len(evs) != 2 {
 		t.Fatalf("events %+v", evs)
 	}
