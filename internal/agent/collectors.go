@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"time"
 
@@ -74,7 +75,11 @@ func (d *daemon) runCollectors(ctx context.Context) (stop func()) {
 	}
 	if src != "" && src != AuthLogOff {
 		log := d.log.With("collector", "auth", "source", src)
-		log.Debug("reading authentication events")
+		if src != collect.AuthJournald {
+			if _, err := os.Stat(src); err != nil {
+				log.Warn("the authentication log is not readable yet; waiting for it", "err", err)
+			}
+		}
 		wg.Go(func() {
 			err := collect.RunAuth(ctx, collect.AuthConfig{Source: src, Window: cfg.window, Limit: cfg.AuthLimit, Logger: log}, rec)
 			if err != nil {
