@@ -202,7 +202,18 @@ func (a *alerter) readLoop(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	sweep := true
+	var pruned time.Time
 	for {
+		if now := a.s.now(); now.Sub(pruned) >= time.Hour {
+			pruned = now
+			n, err := a.s.store.PruneAlerts(ctx, now.Add(-a.s.eventRetention()))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				a.s.log.Warn("alerts: pruning resolved alerts", "err", err)
+			case n > 0:
+				a.s.log.Info("pruned resolved alerts past the event retention", "deleted", n)
+			}
+		}
 		if sweep {
 			devs, err := a.s.store.DevicesWithUnreadEvents(ctx, 10000)
 			if err != nil && ctx.Err() == nil {

@@ -402,3 +402,14 @@ func (s *Store) DevicesWithUnreadEvents(ctx context.Context, limit int) ([]strin
 	}
 	return out, rows.Err()
 }
+
+// PruneAlerts deletes resolved alerts resolved before cutoff whose
+// deliveries are all done, and returns how many.
+func (s *Store) PruneAlerts(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := s.exec(ctx, `DELETE FROM alerts WHERE status = 'resolved' AND resolved_at < ?
+		AND NOT EXISTS (SELECT 1 FROM alert_deliveries d WHERE d.alert_id = alerts.id AND d.delivered_at = 0)`, ts(cutoff))
+	if err != nil {
+		return 0, fmt.Errorf("store: pruning alerts: %w", err)
+	}
+	return res.RowsAffected()
+}

@@ -259,6 +259,37 @@ func TestAlertDeliveries(t *testing.T) {
 		if ds[1].DeliveredAt.IsZero() || ds[1].LastError != "" {
 			t.Fatalf("delivered state: %+v", ds)
 		}
+
+		// Pruning: only resolved alerts past the cutoff, and only once
+		// every delivery is done.
+		raise(t, s, newAlert("a4", "clock.skew", "d1", "", t0, 0))
+		for _, r := range []string{"attestation.failed", "device.revoked", "clock.skew"} {
+			if _, err := s.ResolveAlerts(ctx, r, "d1", t0.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := s.PruneAlerts(ctx, t0.Add(time.Hour)); err != nil || n != 0 {
+			t.Fatalf("pruned %d at the resolution time, %v", n, err)
+		}
+		if n, err := s.PruneAlerts(ctx, t0.Add(2*time.Hour)); err != nil || n != 1 { // a4: no sinks
+			t.Fatalf("pruned %d, want 1 (%v)", n, err)
+		}
+		for _, sink := range []string{"webhook", "syslog"} {
+			for _, id := range []string{"a1", "a2"} {
+				if err := s.AlertDelivered(ctx, id, sink, t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if n, err := s.PruneAlerts(ctx, t0.Add(2*time.Hour)); err != nil || n != 2 {
+			t.Fatalf("pruned %d once delivered, want 2 (%v)", n, err)
+		}
+		if _, err := s.GetAlert(ctx, "a1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("pruned alert still there: %v", err)
+		}
+		if ds, _ := s.AlertDeliveries(ctx, "a1"); len(ds) != 0 {
+			t.Fatalf("deliveries of a pruned alert: %+v", ds)
+		}
 	})
 }
 
