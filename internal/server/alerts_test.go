@@ -294,6 +294,27 @@ func testAlertsRevocationAndEvents(t *testing.T, db string) {
 	}
 	waitFor(t, "the webhook", func() bool { return len(wr.received(alert.RuleAuthBruteForce)) == 1 })
 
+	// Health reported in check-ins: becoming unhealthy raises an alert
+	// (once, however often it is reported), healthy again resolves it.
+	report := func(status string) {
+		t.Helper()
+		if _, err := d.client.Checkin(context.Background(), &api.CheckinRequest{Inventory: *inventory("host-1"), Health: api.Health{Status: status}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report(api.HealthHealthy)
+	report(api.HealthUnhealthy)
+	report(api.HealthUnhealthy)
+	hu := byRule(listAlerts(t, ts, "", "device="+d.id), alert.RuleHealthUnhealthy)
+	if len(hu) != 1 || hu[0].Count != 1 || hu[0].Status != api.AlertOpen || hu[0].Summary != "Health became unhealthy (was healthy)" {
+		t.Fatalf("health alerts = %+v", hu)
+	}
+	report(api.HealthHealthy)
+	hu = byRule(listAlerts(t, ts, "", "device="+d.id), alert.RuleHealthUnhealthy)
+	if len(hu) != 1 || hu[0].Status != api.AlertResolved || hu[0].ResolvedAt == nil {
+		t.Fatalf("health alert after recovery = %+v", hu)
+	}
+
 	// Revocation.
 	if code := ts.Do(t, "POST", "/api/v1/devices/"+d.id+"/revoke", "", nil, nil); code != http.StatusOK {
 		t.Fatalf("revoke: %d", code)
@@ -329,5 +350,35 @@ func TestAlertsConfigRefused(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+func TestAlertsUpdateRolledBack(t *testing.T) {
+	ts := alertServer(t, newWebhookReceiver(t), "")
+	d := enroll(t, ts, ts.EnrollToken(t, 1, ""), "cam")
+	if code, _, e := publish(t, ts, rq("camera", "1.0.0"), "firmware"); code != http.StatusCreated {
+		t.Fatalf("publish: %d %+v", code, e)
+	}
+	var dep api.Deployment
+	if code := ts.Do(t, "POST", "/api/v1/deployments", "", api.DeploymentCreate{Product: "camera", Version: "1.0.0", Devices: []string{d.id}}, &dep); code != http.StatusCreated {
+		t.Fatalf("deploy: %d", code)
+	}
+	if resp, err := checkin(d, "cam"); err != nil || resp.Update == nil {
+		t.Fatalf("no assignment: %+v, %v", resp, err)
+	}
+	for _, st := range []string{"downloading", "installing"} {
+		if code := reportUpdate(t, ts, d, dep.ID, st); code != http.StatusNoContent {
+			t.Fatalf("report %s: %d", st, code)
+		}
+	}
+	if got := byRule(listAlerts(t, ts, "", "device="+d.id), alert.RuleUpdateFailed); len(got) != 0 {
+		t.Fatalf("progress raised %+v", got)
+	}
+	if code := reportUpdate(t, ts, d, dep.ID, "rolled-back"); code != http.StatusNoContent {
+		t.Fatalf("report rolled-back: %d", code)
+	}
+	got := byRule(listAlerts(t, ts, "", "device="+d.id), alert.RuleUpdateFailed)
+	if want := "Update rolled-back (" + dep.ID + "): test rolled-back"; len(got) != 1 || got[0].Summary != want || got[0].SeverityID != events.SeverityMedium {
+		t.Fatalf("update alerts = %+v, want one saying %q", got, want)
 	}
 }
