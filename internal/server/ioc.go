@@ -367,6 +367,186 @@ type iocFields struct {
 	} `json:"details"`
 }
 
+// scanIoCFields fills f from an event envelope without decoding all of
+// it (a full decode costs several times the lookups). It reports false,
+// for the caller to decode in full, on anything unusual: invalid JSON, a
+// key or wanted value with an escape, a non-ASCII key.
+func scanIoCFields(data []byte, f *iocFields) bool {
+	s := jscan{b: data}
+	return s.object(func(key []byte) bool {
+		if !bytes.EqualFold(key, []byte("details")) {
+			return s.skipValue()
+		}
+		if s.peek() != '{' {
+			return s.skipValue()
+		}
+		d := &f.Details
+		return s.object(func(key []byte) bool {
+			var dst *string
+			switch {
+			case bytes.EqualFold(key, []byte("direction")):
+				dst = &d.Direction
+			case bytes.EqualFold(key, []byte("src_ip")):
+				dst = &d.SrcIP
+			case bytes.EqualFold(key, []byte("dst_ip")):
+				dst = &d.DstIP
+			case bytes.EqualFold(key, []byte("sha256")):
+				dst = &d.SHA256
+			case bytes.EqualFold(key, []byte("process")):
+				if s.peek() != '{' {
+					return s.skipValue()
+				}
+				return s.object(func(key []byte) bool {
+					if bytes.EqualFold(key, []byte("sha256")) {
+						return s.stringInto(&d.Process.SHA256)
+					}
+					return s.skipValue()
+				})
+			default:
+				return s.skipValue()
+			}
+			return s.stringInto(dst)
+		})
+	})
+}
+
+// jscan walks JSON known to be valid, just enough for scanIoCFields.
+type jscan struct {
+	b []byte
+	i int
+}
+
+func (s *jscan) ws() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+func (s *jscan) peek() byte {
+	s.ws()
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// str reads the string at s.i, returning its raw contents and whether it
+// has an escape.
+func (s *jscan) str() (raw []byte, esc, ok bool) {
+	if s.peek() != '"' {
+		return nil, false, false
+	}
+	start := s.i + 1
+	for j := start; ; {
+		k := bytes.IndexByte(s.b[j:], '"')
+		if k < 0 {
+			return nil, false, false
+		}
+		end := j + k
+		if bytes.IndexByte(s.b[j:end], '\\') >= 0 {
+			esc = true
+			n := 0 // backslashes right before the quote
+			for p := end - 1; p >= start && s.b[p] == '\\'; p-- {
+				n++
+			}
+			if n%2 == 1 { // an escaped quote: go on
+				j = end + 1
+				continue
+			}
+		}
+		s.i = end + 1
+		return s.b[start:end], esc, true
+	}
+}
+
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// stringInto stores a string value without escapes in dst; null and
+// other values are skipped.
+func (s *jscan) stringInto(dst *string) bool {
+	if s.peek() != '"' {
+		return s.skipValue()
+	}
+	raw, esc, ok := s.str()
+	if !ok || esc || !ascii(raw) {
+		return false
+	}
+	*dst = string(raw)
+	return true
+}
+
+func (s *jscan) skipValue() bool {
+	switch s.peek() {
+	case '"':
+		_, _, ok := s.str()
+		return ok
+	case '{', '[':
+		depth := 0
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case '"':
+				if _, _, ok := s.str(); !ok {
+					return false
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.i++
+					return true
+				}
+			}
+			s.i++
+		}
+		return false
+	case 0:
+		return false
+	}
+	for s.i < len(s.b) { // number, true, false, null
+		switch s.b[s.i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return true
+		}
+		s.i++
+	}
+	return false
+}
+
+// object calls field with each key of the object at s.i (keys with an
+// escape or non-ASCII byte fail the scan); field consumes the value.
+func (s *jscan) object(field func(key []byte) bool) bool {
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	for {
+		switch s.peek() {
+		case '}':
+			s.i++
+			return true
+		case ',':
+			s.i++
+		}
+		key, esc, ok := s.str()
+		if !ok || esc || !ascii(key) || s.peek() != ':' {
+			return false
+		}
+		s.i++
+		if !field(key) {
+			return false
+		}
+	}
+}
+
 // matchBatch matches the newly stored events of a device against the
 // active indicators (net.connection: the remote address and the process
 // hash; auth.login: the remote address; file.activity: the file hash;
@@ -414,8 +594,11 @@ func (st *iocState) matchBatch(ctx context.Context, deviceID string, rows []stor
 			continue
 		}
 		f = iocFields{}
-		if err := json.Unmarshal(row.Data, &f); err != nil {
-			continue // validated on receipt; cannot happen
+		if !scanIoCFields(row.Data, &f) {
+			f = iocFields{}
+			if err := json.Unmarshal(row.Data, &f); err != nil {
+				continue // validated on receipt; cannot happen
+			}
 		}
 		d := &f.Details
 		switch row.Type {
