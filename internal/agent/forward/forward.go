@@ -73,6 +73,9 @@ type Stats struct {
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	Failures    int       `json:"consecutive_failures"`
+	// Skipped counts records the server refused for good (invalid or
+	// altered), which were passed over; the server records each as a gap.
+	Skipped uint64 `json:"skipped"`
 }
 
 // Forwarder forwards a journal.
@@ -87,6 +90,7 @@ type Forwarder struct {
 	cpAt   time.Time
 	tokens float64
 	tokAt  time.Time
+	limit  int // when set, the next batch holds at most this many records
 }
 
 // New returns a forwarder for cfg.
@@ -178,7 +182,13 @@ func (f *Forwarder) sendOne(ctx context.Context) (bool, error) {
 	if from > j.LastSeq() {
 		return false, nil
 	}
-	recs, err := j.Read(from, f.cfg.MaxRecords)
+	max := f.cfg.MaxRecords
+	f.mu.Lock()
+	if f.limit > 0 {
+		max, f.limit = f.limit, 0
+	}
+	f.mu.Unlock()
+	recs, err := j.Read(from, max)
 	if err != nil {
 		return false, err
 	}
@@ -216,6 +226,9 @@ func (f *Forwarder) sendOne(ctx context.Context) (bool, error) {
 		resp, err = f.cfg.Send(ctx, b)
 	}
 	if err != nil {
+		if i, ok := refusedRecord(err); ok && i < len(b.Records) {
+			return f.passOver(b, i, err)
+		}
 		return false, err
 	}
 	ack := min(resp.AckedSeq, hi)
@@ -235,6 +248,44 @@ func (f *Forwarder) sendOne(ctx context.Context) (bool, error) {
 	for _, typ := range resp.Raised {
 		f.log.Warn("the server raised a journal event about this device", "type", typ, "batch_from", lo, "batch_to", hi)
 	}
+	return true, nil
+}
+
+// refusedRecord reports which record of a batch the server refused for
+// good: an event that is not valid (invalid_event) or a record that does
+// not match its hash (hash_mismatch), named records[i] in the answer.
+func refusedRecord(err error) (int, bool) {
+	var de *deviceclient.Error
+	if !errors.As(err, &de) || de.Status != 400 || de.Code != "invalid_event" && de.Code != "hash_mismatch" {
+		return 0, false
+	}
+	var i int
+	if _, err := fmt.Sscanf(de.Message, "records[%d]", &i); err != nil || i < 0 {
+		return 0, false
+	}
+	return i, true
+}
+
+// passOver handles a batch whose record i the server refuses for good:
+// the records before it go in the next batch; the record itself is passed
+// over (acknowledged locally), so that one bad record does not hold up every
+// later one. Nothing is lost silently: the server sees the seq missing and
+// stores a journal.gap event, and the agent logs it.
+func (f *Forwarder) passOver(b *api.EventBatch, i int, err error) (bool, error) {
+	if i > 0 {
+		f.mu.Lock()
+		f.limit = i
+		f.mu.Unlock()
+		return true, nil
+	}
+	seq := b.Records[0].Seq
+	f.log.Error("the server refuses a journal record for good; passing over it (the server records the gap)", "seq", seq, "err", err)
+	if err := f.cfg.Journal.Ack(seq); err != nil {
+		return false, err
+	}
+	f.mu.Lock()
+	f.stats.Skipped++
+	f.mu.Unlock()
 	return true, nil
 }
 

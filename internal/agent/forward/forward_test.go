@@ -17,6 +17,8 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -242,4 +244,66 @@ func TestForwardSurvivesServerRestart(t *testing.T) {
 	}
 	st := fwd.Stats()
 	t.Logf("%d sends, %d answers lost, %d forwarded, acked %d, checkpoint at %d", sends.Load(), lostAnswers.Load(), st.Forwarded, st.AckedSeq, h.CheckpointSeq)
+}
+
+// TestForwardAlteredRecordIsAGap alters a record in the journal on disk:
+// the server refuses it (hash_mismatch), the forwarder passes over it, and
+// the server stores every other record and a journal.gap event naming it.
+func TestForwardAlteredRecordIsAGap(t *testing.T) {
+	ts := &testServer{t: t, dir: t.TempDir()}
+	ts.start()
+	defer ts.stop()
+	client, _, id := ts.enrolDevice()
+	jdir := t.TempDir()
+	j, err := journal.Open(jdir, journal.Options{DeviceID: id, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	appendEvents(t, j, id, 0, 10)
+	segs, _ := filepath.Glob(filepath.Join(jdir, "seg-*.log"))
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered := bytes.Replace(data, []byte("/etc/app/4.conf"), []byte("/etc/app/X.conf"), 1) // seq 5
+	if bytes.Equal(altered, data) {
+		t.Fatal("record to alter not found")
+	}
+	if err := os.WriteFile(segs[0], altered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fwd, err := forward.New(forward.Config{Journal: j, Send: client.SendEvents, Rate: 1e6, RetryMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { fwd.Run(ctx) })
+	waitFor(t, "the journal forwarded", 30*time.Second, func() bool { return j.Acked() == 10 })
+	cancel()
+	wg.Wait()
+	list, err := ts.srv.Store().ListEvents(context.Background(), store.EventFilter{DeviceID: id, Ascending: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range list {
+		if e.Source == store.EventFromServer {
+			ev, err := events.Decode(e.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := ev.Details.(*events.JournalGap)
+			got = append(got, fmt.Sprintf("%s %d-%d", e.Type, g.FromSeq, g.ToSeq))
+			continue
+		}
+		got = append(got, fmt.Sprint(e.Seq))
+	}
+	if want := "[1 2 3 4 journal.gap 5-5 6 7 8 9 10]"; fmt.Sprint(got) != want {
+		t.Fatalf("stored %v, want %s", got, want)
+	}
+	if st := fwd.Stats(); st.Skipped != 1 {
+		t.Errorf("skipped %d", st.Skipped)
+	}
 }

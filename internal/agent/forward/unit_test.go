@@ -3,6 +3,7 @@ package forward_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/agent/forward"
 	"github.com/bulwark-iot/bulwark/internal/agent/journal"
 	"github.com/bulwark-iot/bulwark/internal/api"
+	"github.com/bulwark-iot/bulwark/internal/deviceclient"
 	"github.com/bulwark-iot/bulwark/internal/events"
 )
 
@@ -162,5 +164,58 @@ func TestClockOffset(t *testing.T) {
 	c.Observe(t0.Add(2*time.Hour), t0.Add(2*time.Hour), t0.Add(2*time.Hour-200*time.Second))
 	if len(recorded) != 3 || recorded[0] != -93*time.Second || recorded[1] != -200*time.Second {
 		t.Fatalf("recorded %v", recorded)
+	}
+}
+
+// refusingServer refuses the records with the given seqs as invalid, the
+// way the server names them, and stores the rest.
+type refusingServer struct {
+	fakeServer
+	refuse map[uint64]bool
+	stored map[uint64]int
+}
+
+func (r *refusingServer) send(ctx context.Context, b *api.EventBatch) (*api.EventBatchResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, rec := range b.Records {
+		if r.refuse[rec.Seq] {
+			return nil, &deviceclient.Error{Status: 400, Code: "invalid_event", Message: fmt.Sprintf("records[%d].event: unknown type \"x\"", i)}
+		}
+	}
+	for _, rec := range b.Records {
+		r.stored[rec.Seq]++
+		r.last = max(r.last, rec.Seq)
+	}
+	return &api.EventBatchResponse{AckedSeq: r.last}, nil
+}
+
+func TestForwardPassesOverRefusedRecords(t *testing.T) {
+	j := newJournal(t, 30, 10)
+	rs := &refusingServer{refuse: map[uint64]bool{1: true, 7: true, 8: true, 20: true}, stored: map[uint64]int{}}
+	cfg := forward.Config{Journal: j, Send: rs.send, Rate: 1e6, MaxRecords: 10, RetryMin: time.Hour}
+	f, err := forward.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { f.Run(ctx) })
+	waitFor(t, "every record acknowledged or passed over", 10*time.Second, func() bool { return j.Acked() == 30 })
+	cancel()
+	wg.Wait()
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for seq := uint64(1); seq <= 30; seq++ {
+		want := 1
+		if rs.refuse[seq] {
+			want = 0
+		}
+		if rs.stored[seq] != want {
+			t.Errorf("record %d stored %d times, want %d", seq, rs.stored[seq], want)
+		}
+	}
+	if st := f.Stats(); st.Skipped != 4 {
+		t.Errorf("skipped %d, want 4", st.Skipped)
 	}
 }
