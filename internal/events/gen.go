@@ -154,6 +154,7 @@ func Doc() (string, error) {
 	w("The server checks every record before storing any (the event against this schema, `device_id` against the authenticated device, `seq`, `hash`) and refuses a bad batch whole. ")
 	w("It stores records once per (device, `seq`), so a resent batch is never duplicated, and checks that each record links to the last one it holds: ")
 	w("a sequence gap is stored as a `journal.gap` event with reason `missing`, a broken link or a resent record that differs as `journal.chain_broken`. ")
+	w("A record the server refuses for good (not valid against the schema, or altered so that it no longer matches its hash) is passed over by the agent so that it does not hold up later ones; the server stores the gap it leaves. ")
 	w("Events the server raises itself carry the `seq` of the record concerned and `device_time` equal to `server_time`, and are listed with source `server`.\n\n")
 	w("`device_time` is the device's clock; `server_time` is set by the server on receipt (a device may not send it). ")
 	w("At each check-in the agent measures its clock's offset from the server's (server time minus the midpoint of the request) ")
