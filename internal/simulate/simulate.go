@@ -8,9 +8,11 @@
 // connection, as a real agent does; the simulator therefore costs the
 // server what the same number of agents would. One host can hold about
 // 28,000 connections to one server address (the Linux ephemeral port
-// range); larger fleets need several simulator hosts. Run may be called from
-// several goroutines at once; nothing in the package is shared between
-// calls.
+// range); larger fleets need several simulator hosts. With Config.Attest
+// each device also has a software TPM, enrols with a hardware-backed
+// identity and attests, so the simulator measures the server's attestation
+// verification as well. Run may be called from several goroutines at
+// once; nothing in the package is shared between calls.
 package simulate
 
 import (
