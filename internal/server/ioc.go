@@ -55,11 +55,13 @@ const (
 	maxIoCBackoff      = 6 * time.Hour
 	maxMISPFeedEvents  = 10000
 	iocFeedHTTPTimeout = 60 * time.Second
+	maxIoCHitLogs      = 10 // per batch; every hit is stored
 )
 
 // iocLoaded is one source as held in memory.
 type iocLoaded struct {
 	version int64
+	updated time.Time // with version, tells a source deleted and re-created apart
 	inds    []ioc.Indicator
 }
 
@@ -124,7 +126,7 @@ func (st *iocState) reload(ctx context.Context) error {
 	seen := map[string]bool{}
 	for _, src := range srcs {
 		seen[src.Name] = true
-		if cur, ok := st.sources[src.Name]; ok && cur.version == src.Version {
+		if cur, ok := st.sources[src.Name]; ok && cur.version == src.Version && cur.updated.Equal(src.UpdatedAt) {
 			continue
 		}
 		rows, err := st.s.store.IoCIndicators(ctx, src.Name, 0)
@@ -140,7 +142,7 @@ func (st *iocState) reload(ctx context.Context) error {
 			}
 			inds = append(inds, in)
 		}
-		st.sources[src.Name] = iocLoaded{version: src.Version, inds: inds}
+		st.sources[src.Name] = iocLoaded{version: src.Version, updated: src.UpdatedAt, inds: inds}
 		changed = true
 	}
 	for name := range st.sources {
@@ -166,7 +168,7 @@ func (st *iocState) reload(ctx context.Context) error {
 		l := st.sources[name]
 		all = append(all, l.inds...)
 		bySource[name] = l.inds
-		fmt.Fprintf(h, "%s\x00%d\n", name, l.version)
+		fmt.Fprintf(h, "%s\x00%d\x00%d\n", name, l.version, l.updated.UnixMicro())
 	}
 	m, err := ioc.Build(all, st.s.now)
 	if err != nil {
@@ -635,8 +637,14 @@ func (st *iocState) matchBatch(ctx context.Context, deviceID string, rows []stor
 			continue
 		}
 		evs = append(evs, store.Event{DeviceID: deviceID, Type: events.TypeIoCMatch, SeverityID: ev.SeverityID, DeviceTime: now, ServerTime: now, Data: data})
+		if len(evs) > maxIoCHitLogs {
+			continue
+		}
 		st.s.log.Warn("ioc: indicator matched", "device", deviceID, "seq", h.EventSeq, "event_type", h.EventType, "field", h.Field,
 			"observed", h.Observed, "indicator", h.Indicator, "indicator_type", h.IndicatorType, "source", h.Source)
+	}
+	if len(evs) > maxIoCHitLogs {
+		st.s.log.Warn("ioc: more indicator hits in the batch (stored, not logged one by one)", "device", deviceID, "hits", len(evs), "logged", maxIoCHitLogs)
 	}
 	// Store even if the request was cancelled after the batch committed.
 	if err := st.s.store.AddServerEvents(context.WithoutCancel(ctx), evs); err != nil {

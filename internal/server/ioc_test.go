@@ -24,6 +24,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/events"
 	"github.com/bulwark-iot/bulwark/internal/server"
 	"github.com/bulwark-iot/bulwark/internal/server/servertest"
+	"github.com/bulwark-iot/bulwark/internal/store/storetest"
 )
 
 // stixIndicator is one STIX 2.1 indicator object for a test bundle.
@@ -149,10 +150,16 @@ func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c
 func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 func TestIoCMatchOnIngest(t *testing.T) {
+	for _, backend := range storetest.Backends {
+		t.Run(string(backend), func(t *testing.T) { testIoCMatchOnIngest(t, dbFor(t, backend)) })
+	}
+}
+
+func testIoCMatchOnIngest(t *testing.T, db string) {
 	var clk clock
 	var mu sync.Mutex
 	var hooked []events.IoCMatch
-	ts := servertest.Start(t, servertest.Options{Config: server.Config{Now: clk.now, IoC: server.IoCConfig{OnMatch: func(_ string, m events.IoCMatch) {
+	ts := servertest.Start(t, servertest.Options{DB: db, Config: server.Config{Now: clk.now, IoC: server.IoCConfig{OnMatch: func(_ string, m events.IoCMatch) {
 		mu.Lock()
 		hooked = append(hooked, m)
 		mu.Unlock()
@@ -447,6 +454,16 @@ func TestDeviceIoCSet(t *testing.T) {
 	}
 	if resp, _ := get(`"`+set.Version+`"`, false); resp.StatusCode != http.StatusNotModified {
 		t.Fatalf("unchanged set: %d", resp.StatusCode)
+	}
+	// A source deleted and imported again with other content is another
+	// version, though its own version number is 1 again.
+	if code := ts.Do(t, "DELETE", "/api/v1/ioc/sources/b", "", nil, nil); code != http.StatusNoContent {
+		t.Fatalf("delete: %d", code)
+	}
+	importIoC(t, ts, "name=b", []byte("198.51.100.99\n"), nil)
+	resp, again := get(`"`+set.Version+`"`, false)
+	if resp.StatusCode != 200 || again.Version == set.Version || len(again.Indicators) != 4 {
+		t.Fatalf("after re-creating a source: %d %+v", resp.StatusCode, again)
 	}
 	// Admin tokens are not device certificates.
 	if code := ts.Do(t, "GET", api.PathIoC, "", nil, nil); code != http.StatusUnauthorized {
