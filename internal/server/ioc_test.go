@@ -216,6 +216,25 @@ func testIoCMatchOnIngest(t *testing.T, db string) {
 			t.Errorf("hit %d = %+v, want %+v", i, h, w)
 		}
 	}
+	// The alert rule ioc.match reads the hits: one alert per indicator.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var al api.AlertList
+		ts.Do(t, "GET", "/api/v1/alerts?device="+d.id, "", nil, &al)
+		keys := map[string]int{}
+		for _, a := range al.Alerts {
+			if a.Rule == "ioc.match" {
+				keys[a.Key] = a.Count
+			}
+		}
+		if len(keys) == 3 && keys["203.0.113.0/24"] == 2 && keys["198.51.100.66"] == 1 && keys[strings.Repeat("ab", 32)] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ioc.match alerts: %+v", al.Alerts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	mu.Lock()
 	if len(hooked) != len(wants) {
 		t.Errorf("OnMatch saw %d hits, want %d", len(hooked), len(wants))
