@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,7 +39,9 @@ type webhookReceiver struct {
 }
 
 func newWebhookReceiver(t *testing.T) *webhookReceiver {
-	wr := &webhookReceiver{secret: siem.NewWebhookSecret()}
+	// The secret file is text (the server trims surrounding whitespace), as
+	// an operator makes it with `openssl rand -hex 32`.
+	wr := &webhookReceiver{secret: []byte(hex.EncodeToString(siem.NewWebhookSecret()))}
 	wr.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		wr.mu.Lock()
