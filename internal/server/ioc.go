@@ -76,6 +76,7 @@ type iocState struct {
 
 	mu      sync.Mutex
 	sources map[string]iocLoaded
+	dirty   bool // sources changed since the matcher was last built
 }
 
 // iocDeviceSet is the encoded answer of GET /device/v1/ioc for one
@@ -122,7 +123,6 @@ func (st *iocState) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	changed := false
 	seen := map[string]bool{}
 	for _, src := range srcs {
 		seen[src.Name] = true
@@ -143,15 +143,15 @@ func (st *iocState) reload(ctx context.Context) error {
 			inds = append(inds, in)
 		}
 		st.sources[src.Name] = iocLoaded{version: src.Version, updated: src.UpdatedAt, inds: inds}
-		changed = true
+		st.dirty = true
 	}
 	for name := range st.sources {
 		if !seen[name] {
 			delete(st.sources, name)
-			changed = true
+			st.dirty = true
 		}
 	}
-	if !changed && st.devSet.Load() != nil {
+	if !st.dirty && st.devSet.Load() != nil {
 		return nil
 	}
 	names := make([]string, 0, len(st.sources))
@@ -175,6 +175,7 @@ func (st *iocState) reload(ctx context.Context) error {
 		return err
 	}
 	st.matcher.Store(m)
+	st.dirty = false
 	st.devSet.Store(&iocDeviceSet{version: hex.EncodeToString(h.Sum(nil)[:12]), inds: bySource})
 	return nil
 }
