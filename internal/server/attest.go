@@ -594,10 +594,10 @@ func verifyDeviceSignature(pub crypto.PublicKey, msg, sig []byte) error {
 
 // quarantineAllowed lists the device API paths a quarantined device may
 // still use: check-in (health), attestation, health reports, security
-// events and update traffic.
+// events, the indicator set and update traffic.
 var quarantineAllowed = map[string]bool{
 	api.PathCheckin: true, api.PathAttest: true, api.PathAttestNonce: true, api.PathHealthReport: true,
-	api.PathUpdateStatus: true, "/device/v1/events": true,
+	api.PathUpdateStatus: true, "/device/v1/events": true, "/device/v1/ioc": true,
 }
 
 // raiseAttestationEvent stores a failed attestation as a high-severity
