@@ -103,6 +103,7 @@ func (c *console) routes() {
 	c.disclosureRoutes(m)
 	c.rolloutRoutes(m)
 	c.attestRoutes(m)
+	c.eventRoutes(m)
 	// Anything else under /ui/ is a 404 page (for a logged-in user, with
 	// the navigation; otherwise the login redirect would reveal nothing
 	// either, so a bare 404 is as good).
@@ -271,6 +272,13 @@ type view struct {
 	Flash string
 	Error string
 	Data  any
+	// Refresh, when positive, reloads the page after that many seconds
+	// at RefreshURL (the event live tail).
+	Refresh    int
+	RefreshURL string
+	// OpenAlerts is the navigation's count of open alerts; render sets
+	// it.
+	OpenAlerts string
 }
 
 // CSRF is the session's CSRF token for forms.
@@ -303,6 +311,9 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	t, ok := c.pages[name]
 	if !ok {
 		panic("console: no template " + name)
+	}
+	if v.P != nil {
+		v.OpenAlerts = c.openAlerts(r, v.P)
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {

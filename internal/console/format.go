@@ -10,7 +10,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/api"
 )
 
-var pageNames = []string{"login", "error", "overview", "devices", "device", "revoke", "users", "tokens", "account", "audit"}
+var pageNames = []string{"login", "error", "overview", "devices", "device", "revoke", "users", "tokens", "account", "audit", "events", "alerts"}
 
 func (c *console) parseTemplates() map[string]*template.Template {
 	funcs := template.FuncMap{
@@ -31,6 +31,8 @@ func (c *console) parseTemplates() map[string]*template.Template {
 		"trustClass": trustClass,
 		"b64":        func(b []byte) string { return base64.StdEncoding.EncodeToString(b) },
 		"hasPrefix":  strings.HasPrefix,
+		"sevClass":   sevClass,
+		"alertClass": alertStateClass,
 	}
 	out := map[string]*template.Template{}
 	for _, name := range pageNames {

@@ -235,6 +235,8 @@ type deviceData struct {
 	Commands  []api.CommandStatus
 	CanRevoke bool
 	Identity  identityData
+	Events    []securityEvent
+	MoreURL   string // the event search for this device, when it holds more
 }
 
 func (c *console) device(w http.ResponseWriter, r *http.Request, p *server.Principal) error {
@@ -258,13 +260,18 @@ func (c *console) device(w http.ResponseWriter, r *http.Request, p *server.Princ
 	if err != nil {
 		return err
 	}
+	evs, more, err := c.deviceEvents(r, p, d.ID)
+	if err != nil {
+		return err
+	}
 	title := d.Hostname
 	if title == "" {
 		title = d.ID
 	}
 	c.render(w, r, http.StatusOK, "device", view{Title: title, Nav: "devices", Crumb: devicesCrumb, P: p, Flash: flash(r, "done"),
 		Data: deviceData{D: d, Health: healthOf(d), Activity: activity, Commands: cmds,
-			CanRevoke: d.Status == api.DeviceActive && p.Can(api.RoleOperator, d.Group), Identity: ident}})
+			CanRevoke: d.Status == api.DeviceActive && p.Can(api.RoleOperator, d.Group), Identity: ident,
+			Events: evs, MoreURL: more}})
 	return nil
 }
 
