@@ -90,9 +90,14 @@ func FuzzVerify(f *testing.F) {
 
 // TestWriteFuzzSeeds rewrites the committed seed corpora from softtpm
 // (go test -run TestWriteFuzzSeeds -update-seeds).
+// TestWriteFuzzSeeds makes the fuzz seed corpora. With -update-seeds it
+// rewrites testdata/fuzz; without, it writes them to a temporary directory
+// and checks that every seed it makes is committed (the contents differ
+// from run to run: keys and nonces are random).
 func TestWriteFuzzSeeds(t *testing.T) {
+	base := filepath.Join("testdata", "fuzz")
 	if !*updateSeeds {
-		t.Skip("run with -update-seeds to rewrite testdata/fuzz")
+		base = t.TempDir()
 	}
 	d := newDevice(t, 40, 8)
 	nonce := make([]byte, api.NonceSize)
@@ -109,7 +114,12 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	write := func(fuzz, name string, args ...[]byte) {
-		dir := filepath.Join("testdata", "fuzz", fuzz)
+		dir := filepath.Join(base, fuzz)
+		if !*updateSeeds {
+			if _, err := os.Stat(filepath.Join("testdata", "fuzz", fuzz, name)); err != nil {
+				t.Errorf("seed %s/%s is not committed (run go test -run TestWriteFuzzSeeds -update-seeds): %v", fuzz, name, err)
+			}
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
