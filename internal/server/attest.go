@@ -67,6 +67,7 @@ const (
 type attestor struct {
 	mu       sync.Mutex
 	nonces   map[string]pendingNonce // by string(nonce)
+	byDevice map[string][]string     // a device's outstanding nonces, oldest first
 	sessions map[string]*activation  // by session ID
 	due      map[string]time.Time    // device → next attestation; zero time: no TPM
 
@@ -98,7 +99,7 @@ type activation struct {
 }
 
 func (s *Server) initAttest(ctx context.Context) error {
-	a := &attestor{nonces: map[string]pendingNonce{}, sessions: map[string]*activation{}, due: map[string]time.Time{}}
+	a := &attestor{nonces: map[string]pendingNonce{}, byDevice: map[string][]string{}, sessions: map[string]*activation{}, due: map[string]time.Time{}}
 	switch s.cfg.Attestation.FailureAction {
 	case "":
 		s.cfg.Attestation.FailureAction = ActionQuarantine
@@ -192,6 +193,19 @@ func (a *attestor) sweepLocked(now time.Time) {
 			delete(a.nonces, k)
 		}
 	}
+	for dev, list := range a.byDevice {
+		kept := list[:0]
+		for _, k := range list {
+			if _, ok := a.nonces[k]; ok {
+				kept = append(kept, k)
+			}
+		}
+		if len(kept) == 0 {
+			delete(a.byDevice, dev)
+		} else {
+			a.byDevice[dev] = kept
+		}
+	}
 	for k, v := range a.sessions {
 		if now.After(v.expires) {
 			delete(a.sessions, k)
@@ -208,8 +222,23 @@ func (a *attestor) issueNonce(device, reason string, now time.Time) ([]byte, err
 		return nil, errf(http.StatusServiceUnavailable, "busy", "too many attestations in flight; retry later")
 	}
 	n := randomBytes(api.NonceSize)
-	a.nonces[string(n)] = pendingNonce{device: device, reason: reason, expires: now.Add(nonceTTL)}
+	a.addNonceLocked(string(n), pendingNonce{device: device, reason: reason, expires: now.Add(nonceTTL)})
 	return n, nil
+}
+
+// maxNoncesPerDevice bounds a device's outstanding nonces, so that one
+// device asking again and again cannot fill the table for the fleet: the
+// oldest is dropped.
+const maxNoncesPerDevice = 4
+
+func (a *attestor) addNonceLocked(n string, p pendingNonce) {
+	list := a.byDevice[p.device]
+	for len(list) >= maxNoncesPerDevice {
+		delete(a.nonces, list[0])
+		list = list[1:]
+	}
+	a.byDevice[p.device] = append(list, n)
+	a.nonces[n] = p
 }
 
 // takeNonce spends a nonce: it must have been issued to device and not
@@ -222,6 +251,18 @@ func (a *attestor) takeNonce(device string, n []byte, now time.Time) (string, bo
 		return "", false
 	}
 	delete(a.nonces, string(n))
+	list := a.byDevice[device]
+	for i, m := range list {
+		if m == string(n) {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(a.byDevice, device)
+	} else {
+		a.byDevice[device] = list
+	}
 	return p.reason, now.Before(p.expires)
 }
 
@@ -333,7 +374,7 @@ func (s *Server) enrollTPMFinish(w http.ResponseWriter, r *http.Request, req *ap
 	}
 	// The enrolment attestation answers the nonce of the challenge.
 	s.attest.mu.Lock()
-	s.attest.nonces[string(a.nonce)] = pendingNonce{device: d.ID, reason: "enrolment", expires: now.Add(nonceTTL)}
+	s.attest.addNonceLocked(string(a.nonce), pendingNonce{device: d.ID, reason: "enrolment", expires: now.Add(nonceTTL)})
 	s.attest.due[d.ID] = now.Add(attestRetryWait)
 	s.attest.mu.Unlock()
 	actor := "enroll-token:" + a.tokenID
@@ -427,12 +468,14 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) error {
 		return internal(fmt.Errorf("stored AK of %s: %w", dc.id, err))
 	}
 	now := s.now()
+	// The reason is the one the nonce was issued for; for an unknown nonce
+	// (a failed attestation) the device's claim, never "enrolment".
 	reason, fresh := s.attest.takeNonce(dc.id, ev.Nonce, now)
-	if ev.Reason == "enrolment" && reason != "enrolment" {
-		reason = ""
-	}
 	if reason == "" {
 		reason = ev.Reason
+		if reason == "" || reason == "enrolment" {
+			reason = "periodic"
+		}
 	}
 	// The reference values of the releases the device runs, else its
 	// approved baseline (references.go).

@@ -379,3 +379,20 @@ func TestHealthDefinitionServed(t *testing.T) {
 		t.Fatalf("GET /api/v1/health/definition: %d, %d bytes; want the healthdef JSON", resp.StatusCode, len(b))
 	}
 }
+
+// TestNoncesBoundedPerDevice: a device holds at most a few outstanding
+// nonces; asking for more drops its oldest, which then no longer attests.
+func TestNoncesBoundedPerDevice(t *testing.T) {
+	ts := servertest.Start(t, servertest.Options{})
+	d := enrollTPM(t, ts, newSoftTPM(t), ts.EnrollToken(t, 1, ""))
+	var nonces [][]byte
+	for range 5 {
+		nonces = append(nonces, d.freshNonce(t))
+	}
+	if res := d.attest(t, nonces[4]); res.Status == api.AttestContraindicated {
+		t.Fatalf("the newest nonce does not attest: %+v", res)
+	}
+	if res := d.attest(t, nonces[0]); res.Status != api.AttestContraindicated || !strings.Contains(strings.Join(res.Problems, " "), "nonce") {
+		t.Fatalf("the dropped oldest nonce still attests: %+v", res)
+	}
+}
