@@ -19,46 +19,17 @@ import (
 
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/tpm"
+	"github.com/bulwark-iot/bulwark/internal/tpm/swtpmtest"
 	"github.com/bulwark-iot/bulwark/internal/tpm/tpmsim"
 )
 
-// startSwtpmWithEKCert manufactures a swtpm TPM state as a vendor would,
-// with EK certificates in NV issued by a local CA (swtpm_setup with
-// swtpm_localca from the Debian package swtpm-tools), all inside a
-// temporary directory, and runs swtpm on it. It returns the TPM's spec and
-// the CA's directory.
+// startSwtpmWithEKCert runs a swtpm manufactured as a vendor would, with
+// EK certificates in NV issued by a local CA (see swtpmtest), and returns
+// its spec and the CA's directory.
 func startSwtpmWithEKCert(t *testing.T) (spec, caDir string) {
 	t.Helper()
-	for _, bin := range []string{"swtpm", "swtpm_setup", "swtpm_localca"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (apt-get install swtpm swtpm-tools)", bin)
-		}
-	}
-	localca, _ := exec.LookPath("swtpm_localca")
-	dir := t.TempDir()
-	state, caDir := filepath.Join(dir, "state"), filepath.Join(dir, "ca")
-	for _, d := range []string{state, caDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	files := map[string]string{
-		"localca.conf":    fmt.Sprintf("statedir = %[1]s\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", caDir),
-		"localca.options": "--platform-manufacturer Bulwark\n--platform-version 2.1\n--platform-model test\n",
-		"setup.conf": fmt.Sprintf("create_certs_tool = %s\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\nactive_pcr_banks = sha256\n",
-			localca, filepath.Join(dir, "localca.conf"), filepath.Join(dir, "localca.options")),
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.Command("swtpm_setup", "--tpm2", "--tpmstate", state, "--create-ek-cert", "--create-platform-cert",
-		"--config", filepath.Join(dir, "setup.conf"), "--overwrite")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("swtpm_setup: %v\n%s", err, out)
-	}
-	return runSwtpm(t, state), caDir
+	tp := swtpmtest.StartWithEKCert(t)
+	return tp.Spec, tp.CADir
 }
 
 // TestSwtpmAttestation runs the whole agent side of TPM attestation on a

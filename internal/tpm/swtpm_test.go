@@ -1,61 +1,17 @@
 package tpm_test
 
 import (
-	"net"
-	"os/exec"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/tpm"
+	"github.com/bulwark-iot/bulwark/internal/tpm/swtpmtest"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // startSwtpm runs a swtpm (Debian package swtpm) with a fresh state
 // directory and returns its "swtpm:HOST:PORT" spec.
 func startSwtpm(t *testing.T) string {
 	t.Helper()
-	return runSwtpm(t, t.TempDir())
-}
-
-// runSwtpm runs swtpm on the TPM state in dir.
-func runSwtpm(t *testing.T, dir string) string {
-	t.Helper()
-	bin, err := exec.LookPath("swtpm")
-	if err != nil {
-		t.Skip("swtpm not installed (apt-get install swtpm)")
-	}
-	port, ctrl := freePort(t), freePort(t)
-	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
-		"--server", "type=tcp,bindaddr=127.0.0.1,port="+strconv.Itoa(port),
-		"--ctrl", "type=tcp,bindaddr=127.0.0.1,port="+strconv.Itoa(ctrl),
-		"--flags", "not-need-init")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 100 {
-			t.Fatalf("swtpm did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "swtpm:" + addr
+	return swtpmtest.Start(t).Spec
 }
 
 // TestSwtpm runs the device key against a real swtpm over its TCP server
