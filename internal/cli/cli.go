@@ -259,6 +259,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	noConsole := fs.Bool("no-console", false, "do not serve the web console")
 	attestInterval := fs.Duration("attest-interval", 10*time.Minute, "how often devices with a TPM attest")
 	attestAction := fs.String("attest-failure-action", "quarantine", "what a failed attestation does: untrusted, quarantine (only health, attestation, event and update traffic) or revoke")
+	siemSyslog := fs.String("siem-syslog", "", "forward every security event to this `HOST:PORT` as RFC 5424 syslog over TLS")
+	siemSyslogCA := fs.String("siem-syslog-ca", "", "PEM `FILE` of the roots the SIEM collector's certificate must chain to (default: the system roots)")
+	siemWebhook := fs.String("siem-webhook", "", "forward every security event to this https `URL` as a signed POST")
+	siemWebhookSecret := fs.String("siem-webhook-secret-file", "", "`FILE` holding the webhook signing secret as text (at least 32 bytes; e.g. openssl rand -hex 32)")
 	ekRoots := fs.String("ek-roots", "", "PEM `FILE` of TPM manufacturer CA certificates: EK certificates must chain to one (empty: EK certificates are recorded, not chain-checked)")
 	var contacts multiFlag
 	fs.Var(&contacts, "security-contact", "security.txt Contact: a mailto:, https: or tel: URI (repeatable; default: the server's own report form at /disclose)")
@@ -306,6 +310,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return &usageError{"server: --attest-interval must be at least 1m"}
 	}
 	cfg.Attestation = server.AttestConfig{Interval: *attestInterval, FailureAction: *attestAction, EKRootsFile: *ekRoots}
+	cfg.Forward = server.ForwardConfig{SyslogAddr: *siemSyslog, SyslogCAFile: *siemSyslogCA, WebhookURL: *siemWebhook, WebhookSecretFile: *siemWebhookSecret}
 	if err := cfg.Disclosure.Check(); err != nil {
 		return &usageError{"server: " + err.Error()}
 	}

@@ -654,10 +654,15 @@ func (s *Server) raiseAttestationEvent(ctx context.Context, deviceID string, r *
 	ev, err := events.New(events.TypeIntegrityResult, deviceID, events.SeverityHigh, now,
 		events.IntegrityResult{Check: "tpm-attestation", Outcome: "fail", Expected: api.AttestAffirming, Actual: actual})
 	if err == nil {
+		// Server events carry the seq of the device record they concern
+		// (the stored row has seq 0); this one concerns no record, so it
+		// names the device's newest stored one, or 1 before any.
+		ev.Seq = 1
+		if head, herr := s.store.GetEventHead(ctx, deviceID); herr == nil && head.LastSeq > 0 {
+			ev.Seq = head.LastSeq
+		}
 		var data []byte
-		// A server event has no journal seq (stored as 0), which the
-		// journal's Marshal refuses; the envelope is otherwise the same.
-		if data, err = json.Marshal(ev); err == nil {
+		if data, err = ev.Marshal(); err == nil {
 			err = s.store.AddServerEvent(context.WithoutCancel(ctx), store.Event{DeviceID: deviceID, Type: ev.Type, SeverityID: ev.SeverityID,
 				DeviceTime: now, ServerTime: now, Data: data})
 		}

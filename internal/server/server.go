@@ -71,6 +71,8 @@ type Config struct {
 	Disclosure disclosure.Config
 	// Attestation configures TPM attestation and what a failure does.
 	Attestation AttestConfig
+	// Forward sends every stored security event to a SIEM.
+	Forward ForwardConfig
 	// Alerts says where alerts are delivered (docs/alerts.md); the zero
 	// value stores and serves them without delivering any.
 	Alerts AlertsConfig
@@ -103,6 +105,7 @@ type Server struct {
 	rollout *rollout.Engine
 	running runningCache
 	attest  *attestor
+	forward *forwarder // nil when no SIEM is configured
 	alerts  *alerter
 	ioc     *iocState
 
@@ -206,6 +209,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.initAttest(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := s.initForward(); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -491,6 +498,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(alertsDone)
 		s.alerts.run(mctx)
 	}()
+	forwardDone := make(chan struct{})
+	go func() {
+		defer close(forwardDone)
+		s.forward.run(mctx)
+	}()
 	iocDone := make(chan struct{})
 	go func() {
 		defer close(iocDone)
@@ -512,6 +524,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stopMaint()
 	<-maintDone
 	<-alertsDone
+	<-forwardDone
 	<-iocDone
 	// The check-in writer drains what was accepted before it stops.
 	stopWriter()
