@@ -2,12 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -100,43 +98,21 @@ func newAlerter(s *Server) (*alerter, error) {
 		a.retryMax = time.Hour
 	}
 	a.retryMax = max(a.retryMax, a.retryMin)
-	if cfg.WebhookURL != "" {
-		if cfg.WebhookSecretFile == "" {
-			return nil, errors.New("server: alerts: a webhook needs a secret file")
-		}
-		secret, err := os.ReadFile(cfg.WebhookSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("server: alerts: webhook secret: %w", err)
-		}
-		// Each attempt is one POST: retries are the sender's, recorded in
-		// the store.
-		w, err := siem.NewWebhook(siem.WebhookConfig{URL: cfg.WebhookURL, Secret: []byte(strings.TrimSpace(string(secret))), MaxAttempts: 1})
-		if err != nil {
-			return nil, fmt.Errorf("server: alerts: %w", err)
-		}
-		a.sinks[sinkWebhook] = w
-	} else if cfg.WebhookSecretFile != "" {
-		return nil, errors.New("server: alerts: a webhook secret file without a webhook URL")
+	// Each webhook attempt is one POST: retries are the sender's, recorded
+	// in the store.
+	w, err := newWebhookSink("alerts", cfg.WebhookURL, cfg.WebhookSecretFile, 1)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.SyslogAddr != "" {
-		sc := siem.SyslogConfig{Addr: cfg.SyslogAddr}
-		if cfg.SyslogCAFile != "" {
-			pem, err := os.ReadFile(cfg.SyslogCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("server: alerts: syslog CA: %w", err)
-			}
-			sc.RootCAs = x509.NewCertPool()
-			if !sc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("server: alerts: syslog CA: no PEM certificate in %s", cfg.SyslogCAFile)
-			}
-		}
-		sl, err := siem.NewSyslog(sc)
-		if err != nil {
-			return nil, fmt.Errorf("server: alerts: %w", err)
-		}
+	if w != nil {
+		a.sinks[sinkWebhook] = w
+	}
+	sl, err := newSyslogSink("alerts", cfg.SyslogAddr, cfg.SyslogCAFile)
+	if err != nil {
+		return nil, err
+	}
+	if sl != nil {
 		a.sinks[sinkSyslog] = sl
-	} else if cfg.SyslogCAFile != "" {
-		return nil, errors.New("server: alerts: a syslog CA file without a syslog address")
 	}
 	if cfg.SMTPAddr != "" {
 		m, err := siem.NewMailer(siem.MailConfig{Addr: cfg.SMTPAddr, From: cfg.EmailFrom, To: cfg.EmailTo})
@@ -542,31 +518,10 @@ func (s *Server) handleListAlerts(w http.ResponseWriter, r *http.Request) error 
 // handleAckAlert acknowledges an alert (operator or above over its
 // device's group), auditing it.
 func (s *Server) handleAckAlert(w http.ResponseWriter, r *http.Request) error {
-	p := PrincipalFrom(r.Context())
-	id := r.PathValue("id")
-	a, err := s.store.GetAlert(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return errNotFound
-	}
+	a, err := s.AckAlert(r, PrincipalFrom(r.Context()), r.PathValue("id"))
 	if err != nil {
-		return internal(err)
-	}
-	if _, err := s.VisibleDevice(r, p, a.DeviceID, api.RoleOperator); err != nil {
 		return err
 	}
-	a, changed, err := s.store.AckAlert(r.Context(), id, p.Actor(), s.now())
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		return errf(http.StatusConflict, "alert_resolved", "the alert is already resolved")
-	case errors.Is(err, store.ErrNotFound):
-		return errNotFound
-	case err != nil:
-		return internal(err)
-	}
-	if changed {
-		s.audit(r.Context(), auditRecord{actor: p.Actor(), action: "alert.ack", target: "alert:" + a.ID, remote: ClientIP(r),
-			detail: "rule=" + a.Rule + " device=" + a.DeviceID, outcome: "ok"})
-	}
-	writeJSON(w, http.StatusOK, AlertView(a))
+	writeJSON(w, http.StatusOK, a)
 	return nil
 }

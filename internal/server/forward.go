@@ -50,6 +50,57 @@ type forwarder struct {
 	poll  time.Duration
 }
 
+// newWebhookSink makes a signed-webhook sink from a URL and a secret file
+// (text, surrounding white space ignored); what names the feature in
+// errors. Both or neither must be set: nil, nil means neither.
+func newWebhookSink(what, url, secretFile string, maxAttempts int) (*siem.Webhook, error) {
+	switch {
+	case url == "" && secretFile == "":
+		return nil, nil
+	case url == "":
+		return nil, fmt.Errorf("server: %s: a webhook secret file without a webhook URL", what)
+	case secretFile == "":
+		return nil, fmt.Errorf("server: %s: a webhook needs a secret file", what)
+	}
+	secret, err := os.ReadFile(secretFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: %s: webhook secret: %w", what, err)
+	}
+	w, err := siem.NewWebhook(siem.WebhookConfig{URL: url, Secret: []byte(strings.TrimSpace(string(secret))), MaxAttempts: maxAttempts})
+	if err != nil {
+		return nil, fmt.Errorf("server: %s: %w", what, err)
+	}
+	return w, nil
+}
+
+// newSyslogSink makes a syslog-over-TLS sink for addr whose certificate
+// must chain to the PEM roots in caFile (empty: the system roots); nil,
+// nil when addr and caFile are both empty.
+func newSyslogSink(what, addr, caFile string) (*siem.Syslog, error) {
+	if addr == "" {
+		if caFile != "" {
+			return nil, fmt.Errorf("server: %s: a syslog CA file without a syslog address", what)
+		}
+		return nil, nil
+	}
+	sc := siem.SyslogConfig{Addr: addr}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: %s: syslog CA: %w", what, err)
+		}
+		sc.RootCAs = x509.NewCertPool()
+		if !sc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("server: %s: syslog CA: no PEM certificate in %s", what, caFile)
+		}
+	}
+	sl, err := siem.NewSyslog(sc)
+	if err != nil {
+		return nil, fmt.Errorf("server: %s: %w", what, err)
+	}
+	return sl, nil
+}
+
 func (s *Server) initForward() error {
 	cfg := s.cfg.Forward
 	f := &forwarder{s: s, sinks: map[string]siem.Sink{}, lag: cfg.Lag, poll: cfg.Poll}
@@ -59,41 +110,19 @@ func (s *Server) initForward() error {
 	if f.poll <= 0 {
 		f.poll = time.Second
 	}
-	if cfg.SyslogAddr != "" {
-		sc := siem.SyslogConfig{Addr: cfg.SyslogAddr}
-		if cfg.SyslogCAFile != "" {
-			pem, err := os.ReadFile(cfg.SyslogCAFile)
-			if err != nil {
-				return fmt.Errorf("server: event forwarding: syslog CA: %w", err)
-			}
-			sc.RootCAs = x509.NewCertPool()
-			if !sc.RootCAs.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("server: event forwarding: syslog CA: no PEM certificate in %s", cfg.SyslogCAFile)
-			}
-		}
-		sl, err := siem.NewSyslog(sc)
-		if err != nil {
-			return fmt.Errorf("server: event forwarding: %w", err)
-		}
-		f.sinks["syslog"] = sl
-	} else if cfg.SyslogCAFile != "" {
-		return errors.New("server: event forwarding: a syslog CA file without a syslog address")
+	sl, err := newSyslogSink("event forwarding", cfg.SyslogAddr, cfg.SyslogCAFile)
+	if err != nil {
+		return err
 	}
-	if cfg.WebhookURL != "" {
-		if cfg.WebhookSecretFile == "" {
-			return errors.New("server: event forwarding: a webhook needs a secret file")
-		}
-		secret, err := os.ReadFile(cfg.WebhookSecretFile)
-		if err != nil {
-			return fmt.Errorf("server: event forwarding: webhook secret: %w", err)
-		}
-		w, err := siem.NewWebhook(siem.WebhookConfig{URL: cfg.WebhookURL, Secret: []byte(strings.TrimSpace(string(secret)))})
-		if err != nil {
-			return fmt.Errorf("server: event forwarding: %w", err)
-		}
+	if sl != nil {
+		f.sinks["syslog"] = sl
+	}
+	w, err := newWebhookSink("event forwarding", cfg.WebhookURL, cfg.WebhookSecretFile, 0)
+	if err != nil {
+		return err
+	}
+	if w != nil {
 		f.sinks["webhook"] = w
-	} else if cfg.WebhookSecretFile != "" {
-		return errors.New("server: event forwarding: a webhook secret file without a webhook URL")
 	}
 	if len(f.sinks) > 0 {
 		s.forward = f
