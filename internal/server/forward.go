@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -198,9 +199,7 @@ func (f *forwarder) sendLoop(ctx context.Context, name string, sink siem.Sink) {
 // sendBatch sends the events after cur, returning how many it read and
 // the new cursor. An event the sink cannot encode is logged and passed
 // over, so that it does not hold up every later one.
-func (f *forwarder) sendBatch(ctx context.Context, sink siem.Sink, cur int64, log interface {
-	Error(string, ...any)
-}) (int, int64, error) {
+func (f *forwarder) sendBatch(ctx context.Context, sink siem.Sink, cur int64, log *slog.Logger) (int, int64, error) {
 	rows, err := f.s.store.ListEvents(ctx, store.EventFilter{After: cur, Ascending: true, Until: f.s.now().Add(-f.lag), Limit: forwardBatch})
 	if err != nil || len(rows) == 0 {
 		return 0, cur, err
