@@ -422,6 +422,18 @@ func checkStruct(v reflect.Value, path string) error {
 			if err := checkStruct(fv, path+"."+r.name); err != nil {
 				return err
 			}
+		case reflect.Slice:
+			// A `max` tag on a slice bounds its length.
+			if r.hasMax && int64(fv.Len()) > r.max {
+				return fmt.Errorf("%s.%s has %d items, over %d", path, r.name, fv.Len(), r.max)
+			}
+			if fv.Type().Elem().Kind() == reflect.Struct {
+				for i := 0; i < fv.Len(); i++ {
+					if err := checkStruct(fv.Index(i), fmt.Sprintf("%s.%s[%d]", path, r.name, i)); err != nil {
+						return err
+					}
+				}
+			}
 		}
 	}
 	return nil

@@ -118,7 +118,7 @@ func TestOCSFClasses(t *testing.T) {
 	}{
 		TypeAuthLogin: {3002, "Authentication"}, TypeNetConnection: {4001, "Network Activity"},
 		TypeFileActivity: {1001, "File System Activity"}, TypeProcessActivity: {1007, "Process Activity"},
-		TypeConfigChange: {5019, "Device Config State Change"},
+		TypeConfigChange: {5019, "Device Config State Change"}, TypeDNSQuery: {4003, "DNS Activity"},
 	}
 	for typ, w := range want {
 		s, _ := Lookup(typ)
@@ -222,6 +222,12 @@ func fill(v reflect.Value) reflect.Value {
 			f.Set(p)
 		case reflect.Struct:
 			fill(f)
+		case reflect.Slice:
+			if f.Type().Elem().Kind() == reflect.Struct {
+				s := reflect.MakeSlice(f.Type(), 1, 1)
+				fill(s.Index(0))
+				f.Set(s)
+			}
 		}
 	}
 	return v
@@ -401,4 +407,46 @@ func FuzzDecodeFast(f *testing.F) {
 			t.Fatalf("the paths disagree: %+v vs %+v", fast, slow)
 		}
 	})
+}
+
+// TestDNSQueryRefuses checks the bounds of dns.query's answer list, which
+// the general field rules do not cover on their own.
+func TestDNSQueryRefuses(t *testing.T) {
+	good := exampleJSON(t, TypeDNSQuery)
+	mut := func(f func(d map[string]any)) []byte {
+		var c map[string]any
+		json.Unmarshal(good, &c)
+		f(c["details"].(map[string]any))
+		b, _ := json.Marshal(c)
+		return b
+	}
+	answer := map[string]any{"type": "A", "rdata": "192.0.2.1", "ttl": 1}
+	many := make([]any, MaxDNSAnswers+1)
+	for i := range many {
+		many[i] = answer
+	}
+	for name, b := range map[string][]byte{
+		"too many answers":    mut(func(d map[string]any) { d["answers"] = many }),
+		"answer type":         mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "MX", "rdata": "x", "ttl": 1}} }),
+		"answer without data": mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "A", "ttl": 1}} }),
+		"null answer":         mut(func(d map[string]any) { d["answers"] = []any{nil} }),
+		"answer unknown key":  mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "A", "rdata": "x", "ttl": 1, "x": 1}} }),
+		"negative ttl":        mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "A", "rdata": "x", "ttl": -1}} }),
+		"answers not a list":  mut(func(d map[string]any) { d["answers"] = "x" }),
+		"no hostname":         mut(func(d map[string]any) { delete(d, "hostname") }),
+		"txid out of range":   mut(func(d map[string]any) { d["transaction_id"] = 65536 }),
+		"tcp":                 mut(func(d map[string]any) { d["protocol"] = "tcp" }),
+	} {
+		if _, err := Decode(b); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+	ok := mut(func(d map[string]any) { d["answers"] = many[:MaxDNSAnswers] })
+	if _, err := Decode(ok); err != nil {
+		t.Fatalf("%d answers: %v", MaxDNSAnswers, err)
+	}
+	noAnswer := mut(func(d map[string]any) { delete(d, "answers"); delete(d, "rcode"); delete(d, "answer_count") })
+	if _, err := Decode(noAnswer); err != nil {
+		t.Fatalf("query without a response: %v", err)
+	}
 }

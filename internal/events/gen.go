@@ -115,6 +115,13 @@ func fieldSchema(f reflect.StructField) map[string]any {
 		}
 	case t.Kind() == reflect.Struct:
 		s = structSchema(t)
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+		s = map[string]any{"type": "array", "items": structSchema(t.Elem())}
+		if v := f.Tag.Get("max"); v != "" {
+			var n int64
+			fmt.Sscan(v, &n)
+			s["maxItems"] = n
+		}
 	default:
 		s = map[string]any{}
 	}
@@ -203,6 +210,14 @@ func fieldTable(b *strings.Builder, t reflect.Type, prefix string) {
 			ft = ft.Elem()
 		}
 		typ := map[reflect.Kind]string{reflect.String: "string", reflect.Int: "integer", reflect.Int64: "integer", reflect.Uint64: "integer", reflect.Struct: "object", reflect.Interface: "object"}[ft.Kind()]
+		elem := ft
+		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+			elem = ft.Elem()
+			typ = "array of objects"
+			if m := f.Tag.Get("max"); m != "" {
+				typ += " (at most " + m + ")"
+			}
+		}
 		if ft == reflect.TypeFor[time.Time]() {
 			typ = "string (date-time)"
 		}
@@ -214,8 +229,8 @@ func fieldTable(b *strings.Builder, t reflect.Type, prefix string) {
 			req = "no"
 		}
 		fmt.Fprintf(b, "| `%s%s` | %s | %s | %s |\n", prefix, name, typ, req, strings.ReplaceAll(f.Tag.Get("doc"), "|", "\\|"))
-		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Time]() {
-			fieldTable(b, ft, prefix+name+".")
+		if elem.Kind() == reflect.Struct && elem != reflect.TypeFor[time.Time]() {
+			fieldTable(b, elem, prefix+name+".")
 		}
 	}
 }

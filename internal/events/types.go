@@ -5,6 +5,7 @@ package events
 const (
 	TypeAuthLogin       = "auth.login"
 	TypeNetConnection   = "net.connection"
+	TypeDNSQuery        = "dns.query"
 	TypeFileActivity    = "file.activity"
 	TypeProcessActivity = "process.activity"
 	TypeConfigChange    = "config.change"
@@ -52,6 +53,34 @@ type NetConnection struct {
 	DstPort     int         `json:"dst_port" min:"0" max:"65535" doc:"destination port"`
 	CommunityID string      `json:"community_id" doc:"Community ID v1 flow hash (\"1:...\")"`
 	Process     *ProcessRef `json:"process,omitempty" doc:"owning process, when known"`
+}
+
+// MaxDNSAnswers bounds DNSQuery.Answers.
+const MaxDNSAnswers = 16
+
+// DNSQuery: a DNS query sent by the device and, when seen, its response
+// (OCSF DNS Activity: query, rcode, answers, endpoints).
+type DNSQuery struct {
+	Hostname      string      `json:"hostname" doc:"queried name (OCSF query.hostname), without the trailing dot"`
+	QueryType     string      `json:"query_type" doc:"query type (OCSF query.type): A, AAAA, CNAME, MX, TXT, ..., or TYPEn"`
+	TransactionID int         `json:"transaction_id" min:"0" max:"65535" doc:"DNS message id (OCSF query.packet_uid)"`
+	RCode         string      `json:"rcode,omitempty" doc:"response code name (OCSF rcode): NoError, FormError, ServError, NXDomain, NotImp, Refused, ... or RCODEn; absent when no response was seen"`
+	Answers       []DNSAnswer `json:"answers,omitempty" max:"16" doc:"A, AAAA and CNAME records of the response's answer section, in order (OCSF answers)"`
+	AnswerCount   int         `json:"answer_count,omitempty" min:"0" max:"65535" doc:"number of records in the response's answer section, of every type, including those not listed in answers"`
+	Protocol      string      `json:"protocol" enum:"udp" doc:"transport protocol"`
+	SrcIP         string      `json:"src_ip" doc:"address of the querying client"`
+	SrcPort       int         `json:"src_port" min:"0" max:"65535" doc:"client port"`
+	DstIP         string      `json:"dst_ip" doc:"address of the DNS server queried"`
+	DstPort       int         `json:"dst_port" min:"0" max:"65535" doc:"server port"`
+	CommunityID   string      `json:"community_id" doc:"Community ID v1 flow hash of the query's UDP flow (\"1:...\")"`
+	Process       *ProcessRef `json:"process,omitempty" doc:"process that owned the client socket, when it could be found"`
+}
+
+// DNSAnswer is one resource record of a DNS response.
+type DNSAnswer struct {
+	Type  string `json:"type" enum:"A|AAAA|CNAME" doc:"record type"`
+	RData string `json:"rdata" doc:"the address (A, AAAA) or the canonical name (CNAME, without the trailing dot)"`
+	TTL   int    `json:"ttl" min:"0" doc:"time to live, seconds"`
 }
 
 // FileActivity: a watched file was created, changed or deleted.
@@ -162,6 +191,12 @@ func init() {
 		"A new inbound or outbound TCP or UDP flow.",
 		NetConnection{Protocol: "tcp", Direction: "outbound", SrcIP: "192.0.2.10", SrcPort: 40512, DstIP: "198.51.100.20", DstPort: 443,
 			CommunityID: "1:LQU9qZlK+B5F3KDmev6m5PMibrg=", Process: &ProcessRef{PID: 812, Path: "/usr/bin/curl", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", User: "app"}})
+	register(TypeDNSQuery, 4003, "DNS Activity",
+		"A DNS query sent by the device over UDP, and its response when one was seen within the pairing timeout (docs/collectors.md). Answers list the A, AAAA and CNAME records; the owning process is found by the client port, best effort.",
+		DNSQuery{Hostname: "update.example.com", QueryType: "A", TransactionID: 48879, RCode: "NoError",
+			Answers: []DNSAnswer{{Type: "CNAME", RData: "cdn.example.net", TTL: 300}, {Type: "A", RData: "198.51.100.20", TTL: 60}}, AnswerCount: 2,
+			Protocol: "udp", SrcIP: "192.0.2.10", SrcPort: 53211, DstIP: "192.0.2.1", DstPort: 53,
+			CommunityID: "1:XlkEnIEpGlsxMTHxcQTm/XHq5IM=", Process: &ProcessRef{PID: 812, Path: "/usr/bin/curl", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", User: "app"}})
 	register(TypeFileActivity, 1001, "File System Activity",
 		"A watched file was created, modified, renamed or deleted.",
 		FileActivity{Activity: "modify", Path: "/etc/ssh/sshd_config", SHA256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"})
@@ -196,6 +231,6 @@ func init() {
 		"Raised by the server: records received from the device's journal do not chain onto the records already stored (a record altered, reordered or replaced, or a journal reset), or a signed checkpoint disagrees with them.",
 		JournalChainBroken{Seq: 1481, ExpectedHash: "5d41402abc4b2a76b9719d911017c592ae1d3e0a8b1c5f0e7c1d2a3b4c5d6e7f", ActualHash: "9e107d9d372bb6826bd81d3542a419d6c4f6e8b8a0c1d2e3f40516273849a0b1", Reason: "prev_hash_mismatch"})
 	register(TypeIoCMatch, ExtensionUID*100000+6008, "Bulwark IoC Match",
-		"Raised by the server: an event of the device (a connection's remote address, a file or process hash) matched an active indicator of compromise (docs/ioc.md). The envelope's seq is the matched event's.",
+		"Raised by the server: an event of the device (a connection's remote address, a DNS query's name, CNAME targets or answer addresses, a file or process hash) matched an active indicator of compromise (docs/ioc.md). The envelope's seq is the matched event's.",
 		IoCMatch{Indicator: "198.51.100.0/24", IndicatorType: "cidr", Source: "abuse-feed", Ref: "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", Field: "dst_ip", Observed: "198.51.100.66", EventSeq: 1502, EventType: "net.connection"})
 }
