@@ -430,12 +430,14 @@ func TestDNSQueryRefuses(t *testing.T) {
 		"answer type":         mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "MX", "rdata": "x", "ttl": 1}} }),
 		"answer without data": mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "A", "ttl": 1}} }),
 		"null answer":         mut(func(d map[string]any) { d["answers"] = []any{nil} }),
-		"answer unknown key":  mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "A", "rdata": "x", "ttl": 1, "x": 1}} }),
-		"negative ttl":        mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "A", "rdata": "x", "ttl": -1}} }),
-		"answers not a list":  mut(func(d map[string]any) { d["answers"] = "x" }),
-		"no hostname":         mut(func(d map[string]any) { delete(d, "hostname") }),
-		"txid out of range":   mut(func(d map[string]any) { d["transaction_id"] = 65536 }),
-		"tcp":                 mut(func(d map[string]any) { d["protocol"] = "tcp" }),
+		"answer unknown key": mut(func(d map[string]any) {
+			d["answers"] = []any{map[string]any{"type": "A", "rdata": "x", "ttl": 1, "x": 1}}
+		}),
+		"negative ttl":       mut(func(d map[string]any) { d["answers"] = []any{map[string]any{"type": "A", "rdata": "x", "ttl": -1}} }),
+		"answers not a list": mut(func(d map[string]any) { d["answers"] = "x" }),
+		"no hostname":        mut(func(d map[string]any) { delete(d, "hostname") }),
+		"txid out of range":  mut(func(d map[string]any) { d["transaction_id"] = 65536 }),
+		"tcp":                mut(func(d map[string]any) { d["protocol"] = "tcp" }),
 	} {
 		if _, err := Decode(b); err == nil {
 			t.Errorf("%s: decoded", name)
