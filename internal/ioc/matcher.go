@@ -27,6 +27,7 @@ type Matcher struct {
 	next []int32 // next indicator with the same key; -1 ends the chain
 
 	h       hasher
+	groups  []group // chains of keys with several indicators or expiring ones
 	ip4     table[uint32]
 	ip6     table[u128]
 	cidr4   rangeTable
@@ -239,6 +240,15 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 		expires bool
 	}
 	pfx := map[netip.Prefix]pfxChain{}
+	// Keys are gathered first so that each table is sized once.
+	var (
+		p4i   []item[uint32]
+		p6i   []item[u128]
+		pd    []item[string]
+		ps256 []item[[32]byte]
+		ps1   []item[[20]byte]
+		pmd5  []item[[16]byte]
+	)
 	for i, in := range inds {
 		id := int32(len(m.inds))
 		var head int32 = -1
@@ -273,10 +283,11 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 			switch {
 			case p.IsSingleIP() && p.Addr().Is4():
 				k := addr4Key(p.Addr())
-				head, ok = m.ip4.put(m.h.u32(k), k, id, canExpire)
+				p4i = append(p4i, item[uint32]{m.h.u32(k), k, k, id, canExpire})
 			case p.IsSingleIP():
 				k := addrKey(p.Addr())
-				head, ok = m.ip6.put(m.h.u128(k), k, id, canExpire)
+				h := m.h.u128(k)
+				p6i = append(p6i, item[u128]{h, fpOf(h), k, id, canExpire})
 			default:
 				var pc pfxChain
 				pc, ok = pfx[p]
@@ -288,7 +299,8 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 			if !valid {
 				return bad()
 			}
-			head, ok = m.domains.put(m.h.str(d), d, id, canExpire)
+			h := m.h.str(d)
+			pd = append(pd, item[string]{h, fpOf(h), d, id, canExpire})
 			if n := strings.Count(d, ".") + 1; n < 128 {
 				m.labels[n/64] |= 1 << (n % 64)
 			}
@@ -304,19 +316,22 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 			if !decodeHex(k[:], in.Value) {
 				return bad()
 			}
-			head, ok = m.sha256.put(m.h.digest(k[:]), k, id, canExpire)
+			h := m.h.digest(k[:])
+			ps256 = append(ps256, item[[32]byte]{h, fpOf(h), k, id, canExpire})
 		case TypeSHA1:
 			var k [20]byte
 			if !decodeHex(k[:], in.Value) {
 				return bad()
 			}
-			head, ok = m.sha1.put(m.h.digest(k[:]), k, id, canExpire)
+			h := m.h.digest(k[:])
+			ps1 = append(ps1, item[[20]byte]{h, fpOf(h), k, id, canExpire})
 		case TypeMD5:
 			var k [16]byte
 			if !decodeHex(k[:], in.Value) {
 				return bad()
 			}
-			head, ok = m.md5.put(m.h.digest(k[:]), k, id, canExpire)
+			h := m.h.digest(k[:])
+			pmd5 = append(pmd5, item[[16]byte]{h, fpOf(h), k, id, canExpire})
 		default:
 			return bad()
 		}
@@ -327,6 +342,12 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 		m.exp = append(m.exp, exp)
 		m.next = append(m.next, head)
 	}
+	fill(&m.ip4, p4i, true, m)
+	fill(&m.ip6, p6i, false, m)
+	fill(&m.domains, pd, false, m)
+	fill(&m.sha256, ps256, false, m)
+	fill(&m.sha1, ps1, false, m)
+	fill(&m.md5, pmd5, false, m)
 	var p4, p6 []prefixEntry
 	for p, pc := range pfx {
 		lo := p.Masked().Addr()
@@ -356,6 +377,24 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 	m.cidr4.build(p4, true, u128{0, 1<<32 - 1})
 	m.cidr6.build(p6, false, u128{^uint64(0), ^uint64(0)})
 	return m, nil
+}
+
+// item is a key waiting to be put in a table by Build.
+type item[K comparable] struct {
+	h   uint64
+	fp  uint32
+	k   K
+	id  int32
+	exp bool
+}
+
+// fill builds t from items, in indicator order, linking each indicator to
+// the previous one with the same key.
+func fill[K comparable](t *table[K], items []item[K], exact bool, m *Matcher) {
+	t.init(len(items), exact)
+	for _, it := range items {
+		m.next[it.id] = t.put(it.h, it.fp, it.k, it.id, it.exp, &m.groups)
+	}
 }
 
 // Len returns the number of indicators in m, expired or not.
@@ -391,6 +430,15 @@ func (c *matchCtx) chain(dst []Indicator, id int32, exp bool) []Indicator {
 	return dst
 }
 
+// val appends the live indicators of a table value.
+func (c *matchCtx) val(dst []Indicator, v uint32) []Indicator {
+	if v&groupBit == 0 {
+		return append(dst, c.m.inds[v])
+	}
+	g := &c.m.groups[v&^groupBit]
+	return c.chain(dst, g.head, g.expires)
+}
+
 // MatchIP returns the live indicators matching a: exact addresses first,
 // then CIDR prefixes from the most to the least specific. IPv4-mapped IPv6
 // addresses match as IPv4. It returns nil when nothing matches.
@@ -407,8 +455,8 @@ func (m *Matcher) AppendIP(dst []Indicator, a netip.Addr) []Indicator {
 	var id int32
 	if a.Is4() {
 		k := addr4Key(a)
-		if head, exp, ok := m.ip4.get(m.h.u32(k), k); ok {
-			dst = c.chain(dst, head, exp)
+		if v, ok := m.ip4.get(m.h.u32(k), k, k); ok {
+			dst = c.val(dst, v)
 		}
 		if len(m.cidr4.seg4) == 0 {
 			return dst
@@ -421,8 +469,9 @@ func (m *Matcher) AppendIP(dst []Indicator, a netip.Addr) []Indicator {
 		return dst
 	}
 	k := addrKey(a)
-	if head, exp, ok := m.ip6.get(m.h.u128(k), k); ok {
-		dst = c.chain(dst, head, exp)
+	h := m.h.u128(k)
+	if v, ok := m.ip6.get(h, fpOf(h), k); ok {
+		dst = c.val(dst, v)
 	}
 	if len(m.cidr6.seg6) == 0 {
 		return dst
@@ -468,8 +517,9 @@ func (m *Matcher) AppendDomain(dst []Indicator, name string) []Indicator {
 			// b lives on this stack frame and is not changed while k is
 			// in use; the table only compares k, never keeps it.
 			k := unsafe.String(&b[0], len(b))
-			if head, exp, ok := m.domains.get(m.h.str(k), k); ok {
-				dst = c.chain(dst, head, exp)
+			h := m.h.str(k)
+			if v, ok := m.domains.get(h, fpOf(h), k); ok {
+				dst = c.val(dst, v)
 			}
 		}
 		i := bytes.IndexByte(b, '.')
@@ -504,27 +554,30 @@ func (m *Matcher) MatchHash(digest string) []Indicator { return m.AppendHash(nil
 // dst has room.
 func (m *Matcher) AppendHash(dst []Indicator, digest string) []Indicator {
 	c := matchCtx{m: m}
-	var head int32
-	var exp, ok bool
+	var v uint32
+	var ok bool
 	switch len(digest) {
 	case 64:
 		var k [32]byte
 		if decodeHex(k[:], digest) {
-			head, exp, ok = m.sha256.get(m.h.digest(k[:]), k)
+			h := m.h.digest(k[:])
+			v, ok = m.sha256.get(h, fpOf(h), k)
 		}
 	case 40:
 		var k [20]byte
 		if decodeHex(k[:], digest) {
-			head, exp, ok = m.sha1.get(m.h.digest(k[:]), k)
+			h := m.h.digest(k[:])
+			v, ok = m.sha1.get(h, fpOf(h), k)
 		}
 	case 32:
 		var k [16]byte
 		if decodeHex(k[:], digest) {
-			head, exp, ok = m.md5.get(m.h.digest(k[:]), k)
+			h := m.h.digest(k[:])
+			v, ok = m.md5.get(h, fpOf(h), k)
 		}
 	}
 	if !ok {
 		return dst
 	}
-	return c.chain(dst, head, exp)
+	return c.val(dst, v)
 }

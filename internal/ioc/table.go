@@ -2,94 +2,149 @@ package ioc
 
 import "hash/maphash"
 
-// table is an open-addressing hash table (linear probing, load ≤ 1/2)
-// mapping keys to indicator ids. A compact array of 16-bit tags, parallel to
-// the slots, is probed first: at 2 bytes a slot it stays in cache far more
-// than the slots do, so a lookup that misses (the usual case for traffic)
-// rarely touches a slot. Each slot keeps the key's full 64-bit hash and the
-// key itself next to the id; keys are compared only when the hashes are
-// equal. Built once, then read-only.
+// table maps keys to indicator chains. It is a bucketised open-addressing
+// hash table: each bucket is one 64-byte cache line holding eight 32-bit
+// fingerprints and the eight values beside them, and a key whose home
+// bucket is full goes to the next one (linear probing by bucket, at most
+// 3/4 full). A lookup that misses, the usual case for traffic, therefore
+// reads one cache line and almost never a second; the keys, needed only to
+// confirm a fingerprint match, sit in a separate array at the same slot
+// positions (tables whose fingerprint is the key itself, IPv4, keep none).
+// Built once by put, then read-only.
 type table[K comparable] struct {
-	tags  []uint16 // tag of slots[i]; 0 = empty
-	slots []slot[K]
+	b     []bucket
+	keys  []K  // keys[8*i+j] is the key of b[i] slot j; nil if exact
+	exact bool // the fingerprint is the key: keys are not stored
 	n     int
 }
 
-// tag derives a slot's nonzero 16-bit tag from its hash (from bits not used
-// for the slot index).
-func tag(fp uint64) uint16 { return uint16(fp>>48) | 1 }
+const (
+	bucketSlots = 8
+	// emptyVal marks a free slot. Buckets fill from slot 0, so a bucket
+	// whose last slot is free ends a probe sequence.
+	emptyVal = ^uint32(0)
+	// groupBit set in a value means the rest indexes Matcher.groups;
+	// clear, the value is the id of the key's only indicator, which
+	// cannot expire.
+	groupBit = uint32(1) << 31
+)
 
-type slot[K comparable] struct {
-	fp      uint64 // key hash with the low bit set; 0 = empty
-	id      int32
-	expires bool // some indicator in the chain from id can expire
-	key     K
+// bucket is one cache line. Slots are used in order and never freed.
+type bucket struct {
+	fp  [bucketSlots]uint32
+	val [bucketSlots]uint32
 }
 
-// get returns the id for k and whether its chain has expiring indicators.
-func (t *table[K]) get(fp uint64, k K) (id int32, expires, ok bool) {
-	if len(t.slots) == 0 {
-		return 0, false, false
+// group is the chain of indicators of one key when it has more than one or
+// when one can expire: head is the most recently added, Matcher.next links
+// the rest.
+type group struct {
+	head    int32
+	expires bool // some indicator in the chain can expire
+}
+
+// init sizes t for up to n keys; exact tables use the key as fingerprint.
+func (t *table[K]) init(n int, exact bool) {
+	nb := (n*4/3 + bucketSlots - 1) / bucketSlots
+	if n > 0 && nb == 0 {
+		nb = 1
 	}
-	fp |= 1
-	tg := tag(fp)
-	mask := uint64(len(t.slots) - 1)
-	for i := fp >> 7 & mask; ; i = (i + 1) & mask {
-		switch t.tags[i] {
-		case 0:
-			return 0, false, false
-		case tg:
-			if s := &t.slots[i]; s.fp == fp && s.key == k {
-				return s.id, s.expires, true
+	t.b = make([]bucket, nb)
+	for i := range t.b {
+		t.b[i].val = [bucketSlots]uint32{emptyVal, emptyVal, emptyVal, emptyVal, emptyVal, emptyVal, emptyVal, emptyVal}
+	}
+	t.exact = exact
+	if !exact {
+		t.keys = make([]K, nb*bucketSlots)
+	}
+}
+
+// home returns the bucket a hash starts probing at: the hash's high 32
+// bits scaled to the bucket count (the low 32 bits make the fingerprint).
+func (t *table[K]) home(h uint64) int {
+	return int(h >> 32 * uint64(len(t.b)) >> 32)
+}
+
+// fpOf returns the fingerprint of a non-exact key from its hash.
+func fpOf(h uint64) uint32 { return uint32(h) }
+
+// slot returns the position (8*bucket+slot) of the key with hash h and
+// fingerprint fp, or -1.
+func (t *table[K]) slot(h uint64, fp uint32, k K) int {
+	if len(t.b) == 0 {
+		return -1
+	}
+	i := t.home(h)
+	for {
+		b := &t.b[i]
+		for j := range bucketSlots {
+			if b.fp[j] == fp && b.val[j] != emptyVal && (t.exact || t.keys[i*bucketSlots+j] == k) {
+				return i*bucketSlots + j
 			}
 		}
-	}
-}
-
-// put maps k to id and returns the id k had before, if any. expires marks
-// the chain as holding an indicator that can expire.
-func (t *table[K]) put(fp uint64, k K, id int32, expires bool) (int32, bool) {
-	if 2*(t.n+1) > len(t.slots) {
-		t.grow()
-	}
-	fp |= 1
-	mask := uint64(len(t.slots) - 1)
-	for i := fp >> 7 & mask; ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if s.fp == fp && s.key == k {
-			prev := s.id
-			s.id = id
-			s.expires = s.expires || expires
-			return prev, true
+		if b.val[bucketSlots-1] == emptyVal {
+			return -1
 		}
-		if s.fp == 0 {
-			s.fp, s.id, s.expires, s.key = fp, id, expires, k
-			t.tags[i] = tag(fp)
-			t.n++
-			return 0, false
+		if i++; i == len(t.b) {
+			i = 0
 		}
 	}
 }
 
-func (t *table[K]) grow() {
-	size := 2 * len(t.slots)
-	if size < 16 {
-		size = 16
+// get returns the value of the key with hash h and fingerprint fp.
+func (t *table[K]) get(h uint64, fp uint32, k K) (uint32, bool) {
+	s := t.slot(h, fp, k)
+	if s < 0 {
+		return 0, false
 	}
-	old := t.slots
-	t.slots = make([]slot[K], size)
-	t.tags = make([]uint16, size)
-	mask := uint64(size - 1)
-	for _, s := range old {
-		if s.fp == 0 {
-			continue
+	return t.b[s/bucketSlots].val[s%bucketSlots], true
+}
+
+// touch reads the home bucket of h, so that a later get finds it in cache;
+// batch lookups touch many before looking any up, overlapping the misses.
+func (t *table[K]) touch(h uint64) uint32 {
+	if len(t.b) == 0 {
+		return 0
+	}
+	return t.b[t.home(h)].fp[0]
+}
+
+// put adds indicator id under k and returns the previous head of k's
+// chain, or -1. groups receives the chains of keys holding more than one
+// indicator or one that can expire. t must have room (see init).
+func (t *table[K]) put(h uint64, fp uint32, k K, id int32, expires bool, groups *[]group) int32 {
+	if s := t.slot(h, fp, k); s >= 0 {
+		v := &t.b[s/bucketSlots].val[s%bucketSlots]
+		if *v&groupBit == 0 { // a single indicator becomes a group
+			*groups = append(*groups, group{head: int32(*v)})
+			*v = groupBit | uint32(len(*groups)-1)
 		}
-		i := s.fp >> 7 & mask
-		for t.slots[i].fp != 0 {
-			i = (i + 1) & mask
+		g := &(*groups)[*v&^groupBit]
+		prev := g.head
+		g.head, g.expires = id, g.expires || expires
+		return prev
+	}
+	v := uint32(id)
+	if expires {
+		*groups = append(*groups, group{head: id, expires: true})
+		v = groupBit | uint32(len(*groups)-1)
+	}
+	i := t.home(h)
+	for {
+		b := &t.b[i]
+		for j := range bucketSlots {
+			if b.val[j] == emptyVal {
+				b.fp[j], b.val[j] = fp, v
+				if !t.exact {
+					t.keys[i*bucketSlots+j] = k
+				}
+				t.n++
+				return -1
+			}
 		}
-		t.slots[i] = s
-		t.tags[i] = tag(s.fp)
+		if i++; i == len(t.b) {
+			i = 0
+		}
 	}
 }
 
@@ -118,7 +173,10 @@ func newHasher() hasher {
 func (h hasher) u32(k uint32) uint64 { return mix64(uint64(k) ^ h.seed64) }
 func (h hasher) u128(k u128) uint64  { return mix64(k.hi ^ mix64(k.lo^h.seed64)) }
 func (h hasher) str(s string) uint64 { return maphash.String(h.seed, s) }
+
+// digest hashes a file digest from its first 16 bytes (so that the
+// fingerprint, the hash's low half, does not repeat the key's own bits).
 func (h hasher) digest(b []byte) uint64 {
-	_ = b[7]
-	return mix64(be64(b) ^ h.seed64)
+	_ = b[15]
+	return mix64(be64(b[8:]) ^ mix64(be64(b)^h.seed64))
 }
