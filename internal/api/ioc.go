@@ -88,13 +88,27 @@ type DeviceIoC struct {
 	Value string `json:"v"`
 	// Expires is a Unix time in seconds; absent means never.
 	Expires int64 `json:"x,omitempty"`
+	// Source names the indicator's source (of duplicates, the one kept).
+	Source string `json:"s,omitempty"`
 }
 
+// What agents do on a match of the device set (DeviceIoCSet.Action).
+const (
+	// IoCActionFlag: record an ioc.match event on the device.
+	IoCActionFlag = "flag"
+	// IoCActionBlock: flag, and drop traffic to and from IP and CIDR
+	// indicators (nftables on Linux; docs/ioc.md).
+	IoCActionBlock = "block"
+)
+
 // DeviceIoCSet answers GET /device/v1/ioc: every active indicator of
-// every source, deduplicated by type and value. Version (also the ETag)
-// changes whenever the set does.
+// every source, deduplicated by type and value, and the fleet's policy
+// for matches. Version (also the ETag) changes whenever the set or the
+// action does.
 type DeviceIoCSet struct {
-	Version     string      `json:"version"`
-	GeneratedAt time.Time   `json:"generated_at"`
-	Indicators  []DeviceIoC `json:"indicators"`
+	Version     string    `json:"version"`
+	GeneratedAt time.Time `json:"generated_at"`
+	// Action is IoCActionFlag or IoCActionBlock; absent means flag.
+	Action     string      `json:"action,omitempty"`
+	Indicators []DeviceIoC `json:"indicators"`
 }

@@ -269,6 +269,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	retention := fs.Int("event-retention-days", 90, "days to keep security events after receipt (older ones are pruned)")
 	iocPoll := fs.Duration("ioc-poll-interval", time.Hour, "poll interval of indicator feeds that name none (docs/ioc.md)")
 	iocMax := fs.Int("ioc-max-indicators", 2_000_000, "most indicators one source (imported file or feed) may hold")
+	iocAction := fs.String("ioc-device-action", api.IoCActionFlag, "what agents do when traffic on the device matches an indicator: `flag` (record an ioc.match event) or block (also drop traffic to and from IP and CIDR indicators; docs/ioc.md)")
 	publicURL := fs.String("public-url", "", "https://HOST[:PORT] the server is reached at, for security.txt and report follow-up links (empty: the request's host)")
 	var alerts server.AlertsConfig
 	var emailTo multiFlag
@@ -298,7 +299,10 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *iocPoll < time.Minute || *iocMax < 1 {
 		return &usageError{"server: --ioc-poll-interval must be at least 1m and --ioc-max-indicators at least 1"}
 	}
-	cfg.IoC = server.IoCConfig{PollInterval: *iocPoll, MaxIndicators: *iocMax}
+	if *iocAction != api.IoCActionFlag && *iocAction != api.IoCActionBlock {
+		return &usageError{"server: --ioc-device-action must be flag or block"}
+	}
+	cfg.IoC = server.IoCConfig{PollInterval: *iocPoll, MaxIndicators: *iocMax, DeviceAction: *iocAction}
 	alerts.EmailTo = emailTo
 	cfg.Alerts = alerts
 	switch *attestAction {

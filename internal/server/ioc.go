@@ -43,6 +43,11 @@ type IoCConfig struct {
 	// stored ioc.match event is also what the alert rule ioc.match reads).
 	// It runs on the ingestion path and must not block.
 	OnMatch func(deviceID string, m events.IoCMatch)
+	// DeviceAction is what agents do when an event on the device matches
+	// the set they fetch (GET /device/v1/ioc): api.IoCActionFlag records
+	// an ioc.match event, api.IoCActionBlock also drops traffic to and
+	// from IP and CIDR indicators. Empty means flag.
+	DeviceAction string
 }
 
 // Defaults and bounds of indicator sources.
@@ -90,6 +95,11 @@ type iocDeviceSet struct {
 }
 
 func newIoC(ctx context.Context, s *Server) (*iocState, error) {
+	switch a := s.cfg.IoC.DeviceAction; a {
+	case "", api.IoCActionFlag, api.IoCActionBlock:
+	default:
+		return nil, fmt.Errorf("server: IoC device action %q: want %q or %q", a, api.IoCActionFlag, api.IoCActionBlock)
+	}
 	st := &iocState{s: s, wake: make(chan struct{}, 1), sources: map[string]iocLoaded{}}
 	m, _ := ioc.Build(nil, s.now)
 	st.matcher.Store(m)
@@ -913,12 +923,17 @@ func (s *Server) handleDeleteIoCSource(w http.ResponseWriter, r *http.Request) e
 	return nil
 }
 
-// encode builds the device answer of the set once.
-func (d *iocDeviceSet) encode(now time.Time) {
+// encode builds the device answer of the set once, for the fleet's
+// device action.
+func (d *iocDeviceSet) encode(now time.Time, action string) {
 	d.once.Do(func() {
 		type key struct{ t, v string }
-		best := map[key]int64{} // expiry in Unix seconds; 0 = never
-		for _, inds := range d.inds {
+		type entry struct {
+			exp int64 // Unix seconds; 0 = never
+			src string
+		}
+		best := map[key]entry{}
+		for src, inds := range d.inds {
 			for _, in := range inds {
 				if in.Expired(now) {
 					continue
@@ -928,14 +943,20 @@ func (d *iocDeviceSet) encode(now time.Time) {
 				if !in.Expires.IsZero() {
 					exp = in.Expires.Unix()
 				}
-				if cur, ok := best[k]; !ok || (cur != 0 && (exp == 0 || exp > cur)) {
-					best[k] = exp
+				cur, ok := best[k]
+				switch {
+				case !ok, cur.exp != 0 && (exp == 0 || exp > cur.exp):
+				case cur.exp == exp && src < cur.src: // ties: the same source whatever the map order
+				default:
+					continue
 				}
+				best[k] = entry{exp, src}
 			}
 		}
-		set := api.DeviceIoCSet{Version: d.version, GeneratedAt: now.UTC().Truncate(time.Second), Indicators: make([]api.DeviceIoC, 0, len(best))}
-		for k, exp := range best {
-			set.Indicators = append(set.Indicators, api.DeviceIoC{Type: k.t, Value: k.v, Expires: exp})
+		set := api.DeviceIoCSet{Version: d.servedVersion(action), GeneratedAt: now.UTC().Truncate(time.Second), Action: action,
+			Indicators: make([]api.DeviceIoC, 0, len(best))}
+		for k, e := range best {
+			set.Indicators = append(set.Indicators, api.DeviceIoC{Type: k.t, Value: k.v, Expires: e.exp, Source: e.src})
 		}
 		slices.SortFunc(set.Indicators, func(a, b api.DeviceIoC) int {
 			if c := strings.Compare(a.Type, b.Type); c != 0 {
@@ -953,20 +974,38 @@ func (d *iocDeviceSet) encode(now time.Time) {
 	})
 }
 
-// handleDeviceIoC answers GET /device/v1/ioc: the active indicators, with
-// the version as ETag (If-None-Match answers 304), gzip-compressed when
-// the device accepts it.
+// servedVersion is the version devices see: the indicators' version
+// bound to the device action, so that a change of either changes the
+// ETag.
+func (d *iocDeviceSet) servedVersion(action string) string {
+	h := sha256.Sum256([]byte(d.version + "\x00" + action))
+	return hex.EncodeToString(h[:12])
+}
+
+// deviceAction is the action agents are told to take on a match.
+func (c *IoCConfig) deviceAction() string {
+	if c.DeviceAction == "" {
+		return api.IoCActionFlag
+	}
+	return c.DeviceAction
+}
+
+// handleDeviceIoC answers GET /device/v1/ioc: the active indicators and
+// the device action, with the version as ETag (If-None-Match answers
+// 304), gzip-compressed when the device accepts it.
 func (s *Server) handleDeviceIoC(w http.ResponseWriter, r *http.Request) error {
 	d := s.ioc.devSet.Load()
-	etag := `"` + d.version + `"`
+	action := s.cfg.IoC.deviceAction()
+	version := d.servedVersion(action)
+	etag := `"` + version + `"`
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Vary", "Accept-Encoding")
-	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == etag || inm == d.version) {
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == etag || inm == version) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	d.encode(s.now())
+	d.encode(s.now(), action)
 	w.Header().Set("Content-Type", "application/json")
 	body := d.json
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
