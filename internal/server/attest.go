@@ -231,6 +231,10 @@ func (a *attestor) issueNonce(device, reason string, now time.Time) ([]byte, err
 // oldest is dropped.
 const maxNoncesPerDevice = 4
 
+// maxAttestBatch caps the attestation results committed in one
+// transaction (groupcommit.go).
+const maxAttestBatch = 500
+
 func (a *attestor) addNonceLocked(n string, p pendingNonce) {
 	list := a.byDevice[p.device]
 	for len(list) >= maxNoncesPerDevice {
@@ -555,8 +559,8 @@ func (s *Server) recordAttestation(ctx context.Context, deviceID, reason, refSou
 			trust = api.TrustQuarantined
 		}
 	}
-	if err := s.store.RecordAttestation(ctx, &store.AttestationRecord{ID: out.ID, DeviceID: deviceID, At: now, Status: out.Status, Result: string(b)},
-		hex.EncodeToString(qd[:]), trust); err != nil {
+	if err := s.attestations.write(ctx, store.AttestationWrite{Record: &store.AttestationRecord{ID: out.ID, DeviceID: deviceID, At: now, Status: out.Status, Result: string(b)},
+		QuoteDigest: hex.EncodeToString(qd[:]), Trust: trust}); err != nil {
 		return nil, internal(err)
 	}
 	s.attest.mu.Lock()

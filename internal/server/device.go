@@ -456,83 +456,12 @@ func (h *hub) notify(id string) {
 
 func (h *hub) close() { h.doneOnce.Do(func() { close(h.done) }) }
 
-// checkinWriter group-commits check-ins: a request waits until its
-// check-in is durable, and all check-ins arriving while a transaction is
-// being committed go together in the next one.
-type checkinWriter struct {
-	st  *store.Store
-	log interface{ Error(string, ...any) }
-	in  chan *pendingCheckin
-}
-
-type pendingCheckin struct {
-	c    store.Checkin
-	done chan error
-}
-
+// maxCheckinBatch caps the check-ins committed in one transaction.
 const maxCheckinBatch = 1000
 
-func newCheckinWriter(st *store.Store, log interface{ Error(string, ...any) }) *checkinWriter {
-	return &checkinWriter{st: st, log: log, in: make(chan *pendingCheckin, 4*maxCheckinBatch)}
-}
-
-func (cw *checkinWriter) write(ctx context.Context, c store.Checkin) error {
-	p := &pendingCheckin{c: c, done: make(chan error, 1)}
-	select {
-	case cw.in <- p:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// run commits batches until ctx ends, then commits what is still queued.
-func (cw *checkinWriter) run(ctx context.Context) {
-	batch := make([]*pendingCheckin, 0, maxCheckinBatch)
-	for {
-		select {
-		case p := <-cw.in:
-			batch = append(batch[:0], p)
-		case <-ctx.Done():
-			for {
-				select {
-				case p := <-cw.in:
-					cw.commit([]*pendingCheckin{p})
-				default:
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < maxCheckinBatch {
-			select {
-			case p := <-cw.in:
-				batch = append(batch, p)
-			default:
-				break fill
-			}
-		}
-		cw.commit(batch)
-	}
-}
-
-func (cw *checkinWriter) commit(batch []*pendingCheckin) {
-	cs := make([]store.Checkin, len(batch))
-	for i, p := range batch {
-		cs[i] = p.c
-	}
-	err := cw.st.ApplyCheckins(context.Background(), cs)
-	if err != nil {
-		cw.log.Error("recording check-ins", "n", len(cs), "err", err)
-	}
-	for _, p := range batch {
-		p.done <- err
-	}
+// newCheckinWriter group-commits check-ins (groupcommit.go).
+func newCheckinWriter(st *store.Store, log interface{ Error(string, ...any) }) *groupCommit[store.Checkin] {
+	return newGroupCommit("check-ins", maxCheckinBatch, log, st.ApplyCheckins)
 }
 
 // penaltyBox blocks addresses after repeated failed enrolments.

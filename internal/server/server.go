@@ -96,7 +96,8 @@ type Server struct {
 	hasher       *auth.Hasher
 	loginLimiter *auth.Limiter
 	enrollFails  *penaltyBox
-	checkins     *checkinWriter
+	checkins     *groupCommit[store.Checkin]
+	attestations *groupCommit[store.AttestationWrite]
 	hub          *hub
 
 	tuf          *tufrepo.Repo // the update repository, served under /tuf/
@@ -221,6 +222,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.checkins = newCheckinWriter(st, s.log)
+	s.attestations = newGroupCommit("attestation results", maxAttestBatch, s.log, st.RecordAttestations)
+	s.attestations.one = true
 	s.rollout = &rollout.Engine{Store: st, Now: cfg.Now}
 	s.handler = s.routesHandler()
 	return s, nil
@@ -485,7 +488,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		s.checkins.run(wctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { s.checkins.run(wctx) })
+		wg.Go(func() { s.attestations.run(wctx) })
+		wg.Wait()
 	}()
 	maintDone := make(chan struct{})
 	mctx, stopMaint := context.WithCancel(ctx)
@@ -526,7 +532,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	<-alertsDone
 	<-forwardDone
 	<-iocDone
-	// The check-in writer drains what was accepted before it stops.
+	// The check-in and attestation writers drain what was accepted before
+	// they stop.
 	stopWriter()
 	<-writerDone
 	s.Close()

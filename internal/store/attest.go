@@ -123,18 +123,35 @@ type AttestationRecord struct {
 // updates the device's TPM record (last quote digest and time, clearing a
 // pending request) and its trust when trust is non-empty.
 func (s *Store) RecordAttestation(ctx context.Context, r *AttestationRecord, quoteDigest, trust string) error {
+	return s.RecordAttestations(ctx, []AttestationWrite{{Record: r, QuoteDigest: quoteDigest, Trust: trust}})
+}
+
+// AttestationWrite is one appraisal to record: the result, the digest of
+// the quote it appraised, and the trust state to set ("" leaves it).
+type AttestationWrite struct {
+	Record      *AttestationRecord
+	QuoteDigest string
+	Trust       string
+}
+
+// RecordAttestations records appraisals in one transaction (the server
+// group-commits them): all or none.
+func (s *Store) RecordAttestations(ctx context.Context, ws []AttestationWrite) error {
 	return s.inTx(ctx, func(tx *Tx) error {
-		if _, err := tx.exec(ctx, `INSERT INTO attestation_results (id, device_id, at, status, result) VALUES (?, ?, ?, ?, ?)`,
-			r.ID, r.DeviceID, ts(r.At), r.Status, r.Result); err != nil {
-			return err
-		}
-		if _, err := tx.exec(ctx, `UPDATE device_tpm SET last_quote_digest = ?, last_attested_at = ?, attest_requested_at = 0 WHERE device_id = ?`,
-			quoteDigest, ts(r.At), r.DeviceID); err != nil {
-			return err
-		}
-		if trust != "" {
-			if _, err := tx.exec(ctx, `UPDATE devices SET trust = ? WHERE id = ?`, trust, r.DeviceID); err != nil {
+		for _, w := range ws {
+			r := w.Record
+			if _, err := tx.exec(ctx, `INSERT INTO attestation_results (id, device_id, at, status, result) VALUES (?, ?, ?, ?, ?)`,
+				r.ID, r.DeviceID, ts(r.At), r.Status, r.Result); err != nil {
 				return err
+			}
+			if _, err := tx.exec(ctx, `UPDATE device_tpm SET last_quote_digest = ?, last_attested_at = ?, attest_requested_at = 0 WHERE device_id = ?`,
+				w.QuoteDigest, ts(r.At), r.DeviceID); err != nil {
+				return err
+			}
+			if w.Trust != "" {
+				if _, err := tx.exec(ctx, `UPDATE devices SET trust = ? WHERE id = ?`, w.Trust, r.DeviceID); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
