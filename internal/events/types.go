@@ -19,8 +19,9 @@ const (
 	// TypeJournalChainBroken is raised by the server when a device's
 	// journal records do not chain onto what it already stored.
 	TypeJournalChainBroken = "journal.chain_broken"
-	// TypeIoCMatch is raised by the server when an event of the device
-	// matches an active indicator of compromise.
+	// TypeIoCMatch is raised by the server, or by the agent (matched_by agent),
+	// when an event of the device matches an active indicator of
+	// compromise.
 	TypeIoCMatch = "ioc.match"
 )
 
@@ -174,6 +175,7 @@ type IoCMatch struct {
 	Observed      string `json:"observed" doc:"the value observed in that field"`
 	EventSeq      uint64 `json:"event_seq" min:"1" doc:"journal seq of the matched event"`
 	EventType     string `json:"event_type" doc:"type of the matched event"`
+	MatchedBy     string `json:"matched_by,omitempty" enum:"server|agent" doc:"who matched: the agent, on the device against the indicator set it fetched (docs/ioc.md), or the server; absent means the server"`
 }
 
 // ClockOffset: the device clock differs from a reference beyond a threshold.
@@ -231,6 +233,6 @@ func init() {
 		"Raised by the server: records received from the device's journal do not chain onto the records already stored (a record altered, reordered or replaced, or a journal reset), or a signed checkpoint disagrees with them.",
 		JournalChainBroken{Seq: 1481, ExpectedHash: "5d41402abc4b2a76b9719d911017c592ae1d3e0a8b1c5f0e7c1d2a3b4c5d6e7f", ActualHash: "9e107d9d372bb6826bd81d3542a419d6c4f6e8b8a0c1d2e3f40516273849a0b1", Reason: "prev_hash_mismatch"})
 	register(TypeIoCMatch, ExtensionUID*100000+6008, "Bulwark IoC Match",
-		"Raised by the server: an event of the device (a connection's remote address, a DNS query's name, CNAME targets or answer addresses, a file or process hash) matched an active indicator of compromise (docs/ioc.md). The envelope's seq is the matched event's.",
+		"Raised by the server: an event of the device (a connection's remote address, a DNS query's name, CNAME targets or answer addresses, a file or process hash) matched an active indicator of compromise (docs/ioc.md). The envelope's seq is the matched event's. The agent raises it too, matching against the set it fetched (matched_by agent, its own seq, recorded right after the matched event), so matches are journalled while the device is offline.",
 		IoCMatch{Indicator: "198.51.100.0/24", IndicatorType: "cidr", Source: "abuse-feed", Ref: "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", Field: "dst_ip", Observed: "198.51.100.66", EventSeq: 1502, EventType: "net.connection"})
 }
