@@ -377,7 +377,18 @@ type iocFields struct {
 		Process   struct {
 			SHA256 string `json:"sha256"`
 		} `json:"process"`
+		// dns.query: the queried name and the answer records (an
+		// array, as encoding/json fills it: at most the events
+		// package's bound, which Decode enforced on receipt).
+		Hostname string                             `json:"hostname"`
+		Answers  [events.MaxDNSAnswers]iocDNSAnswer `json:"answers"`
 	} `json:"details"`
+}
+
+// iocDNSAnswer is the matched part of a dns.query answer.
+type iocDNSAnswer struct {
+	Type  string `json:"type"`
+	RData string `json:"rdata"`
 }
 
 // scanIoCFields fills f from an event envelope without decoding all of
@@ -405,6 +416,10 @@ func scanIoCFields(data []byte, f *iocFields) bool {
 				dst = &d.DstIP
 			case bytes.EqualFold(key, []byte("sha256")):
 				dst = &d.SHA256
+			case bytes.EqualFold(key, []byte("hostname")):
+				dst = &d.Hostname
+			case bytes.EqualFold(key, []byte("answers")):
+				return s.answers(&d.Answers)
 			case bytes.EqualFold(key, []byte("process")):
 				if s.peek() != '{' {
 					return s.skipValue()
@@ -421,6 +436,62 @@ func scanIoCFields(data []byte, f *iocFields) bool {
 			return s.stringInto(dst)
 		})
 	})
+}
+
+// answers fills a as encoding/json fills an array: elements are decoded
+// into in place (null leaves one, or the whole array, as it was),
+// elements past its end are skipped and those the JSON array does not
+// reach are zeroed. Anything but an array of objects or nulls declines.
+func (s *jscan) answers(a *[events.MaxDNSAnswers]iocDNSAnswer) bool {
+	if s.peek() != '[' {
+		return s.peek() == 'n' && s.skipValue()
+	}
+	s.i++
+	n := 0
+	for {
+		switch s.peek() {
+		case ']':
+			s.i++
+			for i := n; i < len(a); i++ {
+				a[i] = iocDNSAnswer{}
+			}
+			return true
+		case ',':
+			if n == 0 {
+				return false
+			}
+			s.i++
+		}
+		switch c := s.peek(); {
+		case n >= len(a):
+			if c != '{' && c != 'n' {
+				return false
+			}
+			if !s.skipValue() {
+				return false
+			}
+		case c == 'n':
+			if !s.skipValue() {
+				return false
+			}
+		case c == '{':
+			e := &a[n]
+			if !s.object(func(key []byte) bool {
+				switch {
+				case bytes.EqualFold(key, []byte("type")):
+					return s.stringInto(&e.Type)
+				case bytes.EqualFold(key, []byte("rdata")):
+					return s.stringInto(&e.RData)
+				}
+				return s.skipValue()
+			}) {
+				return false
+			}
+		default:
+			return false
+		}
+		n++
+	}
 }
 
 // jscan walks JSON known to be valid, just enough for scanIoCFields.
@@ -563,7 +634,9 @@ func (s *jscan) object(field func(key []byte) bool) bool {
 // matchBatch matches the newly stored events of a device against the
 // active indicators (net.connection: the remote address and the process
 // hash; auth.login: the remote address; file.activity: the file hash;
-// process.activity: the executable hash). Each hit is stored as a
+// process.activity: the executable hash; dns.query: the queried name and
+// each CNAME target, with their parent domains, and each answer address).
+// Each hit is stored as a
 // high-severity ioc.match event of the device and logged. It runs after
 // the batch is committed: a failure to store hits is logged and does not
 // fail the batch.
@@ -592,6 +665,13 @@ func (st *iocState) matchBatch(ctx context.Context, deviceID string, rows []stor
 		buf = m.AppendIP(buf[:0], a)
 		add(row, field, v, buf)
 	}
+	domain := func(row *store.Event, field, v string) {
+		if v == "" {
+			return
+		}
+		buf = m.AppendDomain(buf[:0], v)
+		add(row, field, v, buf)
+	}
 	hash := func(row *store.Event, field, v string) {
 		if v == "" {
 			return
@@ -602,7 +682,7 @@ func (st *iocState) matchBatch(ctx context.Context, deviceID string, rows []stor
 	for i := range rows {
 		row := &rows[i]
 		switch row.Type {
-		case events.TypeNetConnection, events.TypeAuthLogin, events.TypeFileActivity, events.TypeProcessActivity:
+		case events.TypeNetConnection, events.TypeAuthLogin, events.TypeFileActivity, events.TypeProcessActivity, events.TypeDNSQuery:
 		default:
 			continue
 		}
@@ -628,6 +708,16 @@ func (st *iocState) matchBatch(ctx context.Context, deviceID string, rows []stor
 			hash(row, "sha256", d.SHA256)
 		case events.TypeProcessActivity:
 			hash(row, "process.sha256", d.Process.SHA256)
+		case events.TypeDNSQuery:
+			domain(row, "hostname", d.Hostname)
+			for _, a := range d.Answers {
+				switch a.Type {
+				case "CNAME":
+					domain(row, "answers.rdata", a.RData)
+				case "A", "AAAA":
+					ip(row, "answers.rdata", a.RData)
+				}
+			}
 		}
 	}
 	if len(hits) == 0 {

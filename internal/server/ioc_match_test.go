@@ -79,6 +79,15 @@ var scanCases = []struct {
 	{"escaped key", `{"details":{"dst\u005fip":"198.51.100.1"}}`, false},
 	{"escape elsewhere", `{"details":{"path":"C:\\x\"","dst_ip":"198.51.100.1"}}`, true},
 	{"long s key", "{\"details\":{\"\u017fha256\":\"ab\"}}", false},
+	{"dns query", `{"type":"dns.query","details":{"hostname":"a.evil.example","query_type":"A","transaction_id":1,"rcode":"NoError","answers":[{"type":"CNAME","rdata":"x.cdn.example","ttl":5},{"type":"A","rdata":"198.51.100.7","ttl":5}],"answer_count":2,"protocol":"udp","process":{"pid":1,"sha256":"ab"}}}`, true},
+	{"dns no answers", `{"details":{"hostname":"a.example","answers":null}}`, true},
+	{"dns empty answers", `{"details":{"answers":[]}}`, true},
+	{"dns null answer", `{"details":{"answers":[null,{"type":"A","rdata":"192.0.2.1"}]}}`, true},
+	{"dns answers twice", `{"details":{"answers":[{"type":"A","rdata":"192.0.2.1"},{"type":"A","rdata":"192.0.2.2"}],"answers":[{"type":"CNAME"}]}}`, true},
+	{"dns answers twice then null", `{"details":{"answers":[{"type":"A","rdata":"192.0.2.1"}],"answers":null}}`, true},
+	{"dns too many answers", `{"details":{"answers":[{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{"rdata":"16"},{"rdata":"17"},null]}}`, true},
+	{"dns escaped rdata", `{"details":{"answers":[{"type":"A","rdata":"192.0.2.\u0031"}]}}`, false},
+	{"dns upper-case keys", `{"details":{"HostName":"a.example","ANSWERS":[{"Type":"A","RDATA":"192.0.2.1"}]}}`, true},
 }
 
 func TestScanIoCFields(t *testing.T) {
