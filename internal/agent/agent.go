@@ -98,6 +98,10 @@ type Config struct {
 	// Collectors configures the network connection and authentication
 	// event collectors (collectors.go); the zero value runs both.
 	Collectors CollectorsConfig
+	// IoC configures the fleet's indicators of compromise on the device
+	// (ioc.go); the zero value fetches, flags and, by the server's policy,
+	// blocks.
+	IoC IoCConfig
 
 	// hardeningRoot is where the hardening facts are read; empty means
 	// "/". Tests point it at a fake tree.
@@ -172,6 +176,9 @@ type daemon struct {
 	// ev is the security event journal, its forwarder and the clock
 	// offset (events.go); set before the loops start.
 	ev *eventsState
+	// iocs is the indicator set in use (ioc.go); nil when off. Set
+	// before the collectors start.
+	iocs *iocState
 	// att serializes attestations (attest.go).
 	att attestState
 	// tpm is the open TPM of a hardware identity, nil otherwise.
@@ -245,6 +252,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	ckWG.Go(func() { d.checkinLoop(ckCtx) })
 	cmdWG.Go(func() { d.commandLoop(cmdCtx) })
 	stopEvents := d.runEvents(base)
+	stopIoC := d.startIoC(base)
 	stopCollectors := d.runCollectors(base)
 
 	d.mu.Lock()
@@ -269,6 +277,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	ckWG.Wait()
 	d.updates.wg.Wait()
 	stopCollectors()
+	stopIoC()
 	stopEvents()
 	logger.Info("agent stopped")
 	return runErr

@@ -53,6 +53,9 @@ type eventsState struct {
 	dir   string
 	id    string
 
+	// appendMu keeps an event and the ioc.match events it yields
+	// together in the journal.
+	appendMu  sync.Mutex
 	closeOnce sync.Once
 }
 
@@ -69,13 +72,16 @@ func (d *daemon) openEvents() error {
 	if err != nil {
 		// An unreadable journal must not stop the agent (updates and
 		// commands still matter): keep it aside for inspection, start a
-		// new chain and record why (the server sees the new chain start
-		// past a gap, too).
+		// new chain and record why. The new chain's seqs continue past
+		// the old one's, so the server stores its records (a resent seq
+		// would be dropped as a duplicate) and sees the break: a gap, or
+		// a record that does not link.
 		aside := fmt.Sprintf("%s.broken-%d", dir, time.Now().Unix())
 		d.log.Error("the event journal is unreadable; keeping it aside and starting a new one", "err", err, "kept_in", aside)
 		if rerr := os.Rename(dir, aside); rerr != nil {
 			return fmt.Errorf("event journal: %w (and moving it aside: %v)", err, rerr)
 		}
+		opts.After = journal.HighestSeq(aside)
 		var err2 error
 		if j, err2 = journal.Open(dir, opts); err2 != nil {
 			return fmt.Errorf("event journal: %w", err2)
@@ -161,21 +167,46 @@ func (d *daemon) closeEvents() {
 }
 
 // recordEvent appends one of the agent's own security events to the
-// journal (durably) and wakes the forwarder. A failure is logged: the
-// event is lost, and the log says so.
+// journal (durably) and wakes the forwarder. An event that matches the
+// active indicators of compromise (ioc.go) is followed in the journal by
+// an ioc.match event per hit. A failure is logged: the event is lost, and
+// the log says so.
 func (d *daemon) recordEvent(typ string, severity int, details any) {
 	if d.ev == nil {
 		return
 	}
+	hits := d.iocMatches(typ, details)
+	// One event and its hits are appended together, so that the hits
+	// follow it in the journal.
+	d.ev.appendMu.Lock()
+	seq, ok := d.appendEvent(typ, severity, details)
+	if ok {
+		for i := range hits {
+			hits[i].EventSeq = seq
+			d.appendEvent(events.TypeIoCMatch, events.SeverityHigh, hits[i])
+		}
+	}
+	d.ev.appendMu.Unlock()
+	if ok && len(hits) > 0 {
+		d.log.Warn("ioc: an event matched an indicator of compromise", "type", typ, "seq", seq,
+			"indicator", hits[0].Indicator, "field", hits[0].Field, "observed", hits[0].Observed, "hits", len(hits))
+	}
+	if ok {
+		d.ev.fwd.Notify()
+	}
+}
+
+func (d *daemon) appendEvent(typ string, severity int, details any) (uint64, bool) {
 	ev, err := events.New(typ, d.ev.id, severity, time.Now(), details)
+	var seq uint64
 	if err == nil {
-		_, err = d.ev.j.Append(ev)
+		seq, err = d.ev.j.Append(ev)
 	}
 	if err != nil {
 		d.log.Error("recording a security event failed", "type", typ, "err", err)
-		return
+		return 0, false
 	}
-	d.ev.fwd.Notify()
+	return seq, true
 }
 
 // observeClock measures the clock offset at a successful check-in that was

@@ -229,8 +229,18 @@ func (c *cmd) run(args []string) int {
 	platformRoot := fs.String("platform-root", "", "`DIR` prepended to the boot event log, IMA list and SecureBoot paths (an emulated boot for a software TPM)")
 	netLog := fs.String("net-log", "on", "log new network connections as net.connection events: `on` or off (docs/collectors.md)")
 	authLog := fs.String("auth-log", "auto", "read authentication events (auth.login) from `SOURCE`: auto (journald if it runs, else /var/log/auth.log or /var/log/secure), journald, a syslog file path, or off")
+	iocOn := fs.String("ioc", "on", "fetch the fleet's indicators of compromise and flag matching events as ioc.match: `on` or off (docs/ioc.md)")
+	iocInterval := fs.Duration("ioc-interval", 0, "how often the indicator set is fetched; 0 means 5m")
+	iocBlock := fs.String("ioc-block", "on", "drop traffic to and from IP and CIDR indicators when the server's policy is block: `on` or off (flag only)")
+	iocNFT := fs.String("ioc-nft", "nft", "the nft `command` that installs the block rules (split on spaces, no shell), e.g. \"ip netns exec NS nft\"")
 	if code, ok := c.parse(fs, args); !ok {
 		return code
+	}
+	if (*iocOn != "on" && *iocOn != "off") || (*iocBlock != "on" && *iocBlock != "off") {
+		return c.errorf(exitUsage, "--ioc and --ioc-block must be on or off")
+	}
+	if *iocInterval < 0 || (*iocInterval > 0 && *iocInterval < 10*time.Second) || len(strings.Fields(*iocNFT)) == 0 {
+		return c.errorf(exitUsage, "--ioc-interval must be 0 (5m) or at least 10s, and --ioc-nft a command")
 	}
 	if *netLog != "on" && *netLog != "off" {
 		return c.errorf(exitUsage, "--net-log must be on or off, not %q", *netLog)
@@ -255,7 +265,7 @@ func (c *cmd) run(args []string) int {
 	logger := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lv}))
 	err := agent.Run(c.ctx, agent.Config{StateDir: *dir, Interval: *interval, InstallRoot: *installRoot, HealthCheck: strings.Fields(*healthCheck), Hardware: *hardware,
 		TPM: *tpmSpec, PlatformRoot: *platformRoot, Events: agent.EventsConfig{Rate: *eventRate, ClockThreshold: *clockThreshold},
-		Collectors: collectors}, logger)
+		Collectors: collectors, IoC: agent.IoCConfig{Off: *iocOn == "off", Interval: *iocInterval, BlockOff: *iocBlock == "off", NFT: strings.Fields(*iocNFT)}}, logger)
 	if err != nil {
 		return c.errorf(exitFail, "%v", err)
 	}
