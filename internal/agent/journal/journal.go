@@ -63,6 +63,13 @@ type Options struct {
 	NoSync bool
 	// Now is the clock for gap events and checkpoints (default time.Now).
 	Now func() time.Time
+	// After, when the directory holds no journal yet, starts the new
+	// journal's chain after this seq (its first record is After+1, with an
+	// empty prev_hash), as if records up to After had been acknowledged
+	// and compacted. A journal replacing an unreadable one continues its
+	// numbering (see HighestSeq), so that the server does not take the
+	// new records for resends of the old ones and drop them.
+	After uint64
 }
 
 // Record is one journal record.
@@ -147,6 +154,12 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, err
 	}
 	sort.Strings(names)
+	if len(names) == 0 && j.meta == (meta{}) && opts.After > 0 {
+		j.meta = meta{Acked: opts.After, AnchorSeq: opts.After}
+		if err := j.writeMeta(); err != nil {
+			return nil, err
+		}
+	}
 	j.lastSeq, j.lastHash = j.meta.AnchorSeq, j.meta.AnchorHash
 	for i, name := range names {
 		first, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "seg-"), ".log"), 10, 64)
@@ -205,6 +218,35 @@ func Open(dir string, opts Options) (*Journal, error) {
 		}
 	}
 	return j, nil
+}
+
+// HighestSeq returns the highest seq the journal in dir may have used,
+// without trusting its records, which may be corrupt: the larger of
+// meta.json's acknowledged and anchor seqs and, for each segment, its first
+// seq plus its complete lines minus one. It is 0 for a directory with no
+// journal. A journal that replaces an unreadable one starts after it
+// (Options.After).
+func HighestSeq(dir string) uint64 {
+	var m meta
+	if b, err := os.ReadFile(filepath.Join(dir, "meta.json")); err == nil {
+		json.Unmarshal(b, &m) // a corrupt meta.json counts as none
+	}
+	high := max(m.Acked, m.AnchorSeq)
+	names, _ := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	for _, name := range names {
+		first, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "seg-"), ".log"), 10, 64)
+		if err != nil || first == 0 {
+			continue
+		}
+		data, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		if n := uint64(bytes.Count(data, []byte("\n"))); n > 0 {
+			high = max(high, first+n-1)
+		}
+	}
+	return high
 }
 
 func truncate(path string, size int64) error {
