@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,8 +51,8 @@ func (s *Server) pruneEvents(ctx context.Context) {
 // the server holds.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	dc := deviceFrom(r)
-	var req api.EventBatch
-	if err := decode(r, api.MaxEventsBody, &req); err != nil {
+	req, err := decodeEventBatch(r)
+	if err != nil {
 		return err
 	}
 	if err := req.Validate(); err != nil {
@@ -94,7 +96,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	var resp api.EventBatchResponse
-	err := s.store.IngestEvents(r.Context(), dc.id, lo, hi, now, func(head store.EventHead, known map[uint64]string) (store.EventIngest, error) {
+	err = s.store.IngestEvents(r.Context(), dc.id, lo, hi, now, func(head store.EventHead, known map[uint64]string) (store.EventIngest, error) {
 		resp = api.EventBatchResponse{ServerTime: now}
 		out := store.EventIngest{Head: head, Insert: make([]store.Event, 0, len(rows)+1)}
 		raise := func(typ string, seq uint64, details any) error {
@@ -167,6 +169,28 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	s.afterEventBatch(r.Context(), dc.id, rows, resp.Stored)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// decodeEventBatch reads an event batch as decode reads a body, through
+// api.DecodeEventBatch (one pass for the agent's form).
+func decodeEventBatch(r *http.Request) (*api.EventBatch, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" && !hasPrefix(ct, "application/json;") {
+		return nil, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	}
+	const limit = api.MaxEventsBody
+	data, err := io.ReadAll(io.LimitReader(http.MaxBytesReader(nil, r.Body, limit+1), limit+1))
+	if err != nil {
+		return nil, badRequest(fmt.Sprintf("reading body: %v", err))
+	}
+	b, err := api.DecodeEventBatch(data, limit)
+	if err != nil {
+		var de *api.DecodeError
+		if errors.As(err, &de) && de.TooLarge {
+			return nil, errf(http.StatusRequestEntityTooLarge, "too_large", de.Msg)
+		}
+		return nil, badRequest(err.Error())
+	}
+	return b, nil
 }
 
 // withServerTime returns a stored envelope with server_time added.

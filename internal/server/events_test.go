@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -396,106 +394,4 @@ func TestEventsSearchScopedAndExport(t *testing.T) {
 	if fmt.Sprint(seqs) != "[1 2 3 4 5]" {
 		t.Fatalf("exported seqs %v", seqs)
 	}
-}
-
-// benchBatches builds n consecutive batches of 500 journal records for
-// device id, chained as the agent's journal chains them.
-func benchBatches(tb testing.TB, id string, n int) [][]api.EventRecord {
-	at := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
-	out := make([][]api.EventRecord, n)
-	prev := ""
-	seq := uint64(0)
-	for i := range out {
-		out[i] = make([]api.EventRecord, api.MaxEventBatch)
-		for k := range out[i] {
-			seq++
-			ev, err := events.New(events.TypeNetConnection, id, events.SeverityInformational, at.Add(time.Duration(seq)*time.Millisecond),
-				events.NetConnection{Protocol: "tcp", Direction: "outbound", SrcIP: "192.0.2.10", SrcPort: int(seq % 60000), DstIP: "198.51.100.20", DstPort: 443,
-					CommunityID: "1:LQU9qZlK+B5F3KDmev6m5PMibrg=", Process: &events.ProcessRef{PID: 812, Path: "/usr/bin/curl", User: "app"}})
-			if err != nil {
-				tb.Fatal(err)
-			}
-			ev.Seq = seq
-			data, err := ev.Marshal()
-			if err != nil {
-				tb.Fatal(err)
-			}
-			h := journal.RecordHash(seq, prev, data)
-			out[i][k] = api.EventRecord{Seq: seq, PrevHash: prev, Hash: h, Event: data}
-			prev = h
-		}
-	}
-	return out
-}
-
-// BenchmarkIngest measures event ingestion on SQLite in batches of 500
-// events. "http" is the whole device API path over mutual TLS: decoding,
-// schema validation, hash checks, the chain check and the one-transaction
-// store write, with 8 devices sending at once; "store" is the store write
-// alone.
-func BenchmarkIngest(b *testing.B) {
-	// CPU time per event (the process's user+system time: in "http" the
-	// client's marshalling counts too) is reported besides events/s, as
-	// it depends less on what else the machine is running.
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	b.Run("http", func(b *testing.B) {
-		ts := servertest.Start(b, servertest.Options{})
-		const devices = 8
-		tok := ts.EnrollToken(b, devices, "")
-		devs := make([]*device, devices)
-		batches := make([][][]api.EventRecord, devices)
-		per := b.N/devices + 1
-		for i := range devs {
-			devs[i] = enroll(b, ts, tok, fmt.Sprintf("bench-%d", i))
-			batches[i] = benchBatches(b, devs[i].id, per)
-		}
-		b.ResetTimer()
-		cpu0 := cpu()
-		var wg sync.WaitGroup
-		for i := range devs {
-			n := b.N / devices
-			if i < b.N%devices {
-				n++
-			}
-			wg.Go(func() {
-				for k := 0; k < n; k++ {
-					r, err := devs[i].client.SendEvents(context.Background(), &api.EventBatch{Records: batches[i][k]})
-					if err != nil || r.Stored != api.MaxEventBatch {
-						b.Errorf("batch %d: %+v, %v", k, r, err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		b.ReportMetric(float64(b.N*api.MaxEventBatch)/b.Elapsed().Seconds(), "events/s")
-		b.ReportMetric(float64(cpu()-cpu0)/float64(time.Microsecond)/float64(b.N*api.MaxEventBatch), "cpu-µs/event")
-	})
-	b.Run("store", func(b *testing.B) {
-		ts := servertest.Start(b, servertest.Options{})
-		batches := benchBatches(b, "bench-store", b.N)
-		now := time.Now()
-		b.ResetTimer()
-		cpu0 := cpu()
-		for _, recs := range batches {
-			rows := make([]store.Event, len(recs))
-			for i, r := range recs {
-				rows[i] = store.Event{DeviceID: "bench-store", Seq: r.Seq, Source: store.EventFromDevice, Type: events.TypeNetConnection,
-					SeverityID: 1, DeviceTime: now, ServerTime: now, PrevHash: r.PrevHash, Hash: r.Hash, Data: r.Event}
-			}
-			err := ts.Store().IngestEvents(context.Background(), "bench-store", recs[0].Seq, recs[len(recs)-1].Seq, now,
-				func(h store.EventHead, _ map[uint64]string) (store.EventIngest, error) {
-					return store.EventIngest{Insert: rows, Head: store.EventHead{LastSeq: rows[len(rows)-1].Seq, LastHash: rows[len(rows)-1].Hash}}, nil
-				})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N*api.MaxEventBatch)/b.Elapsed().Seconds(), "events/s")
-		b.ReportMetric(float64(cpu()-cpu0)/float64(time.Microsecond)/float64(b.N*api.MaxEventBatch), "cpu-µs/event")
-	})
 }
