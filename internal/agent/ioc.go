@@ -63,6 +63,10 @@ const (
 	defaultIoCInterval = 5 * time.Minute
 	// iocCacheFile holds the last valid set, as the server sent it.
 	iocCacheFile = "ioc-set.json"
+	// iocBlockMarker exists while the agent's nftables table is
+	// installed, so that a start under the flag policy removes a table
+	// left behind, and runs no nft when there is none.
+	iocBlockMarker = "ioc-block-installed"
 	// maxIoCHitsPerEvent bounds the ioc.match events one event yields.
 	maxIoCHitsPerEvent = 8
 )
@@ -141,6 +145,8 @@ func (d *daemon) startIoC(ctx context.Context) (stop func()) {
 	case err != nil:
 		d.log.Error("ioc: the cached indicator set is unusable; waiting for the server's", "err", err)
 	}
+	_, err = os.Stat(filepath.Join(d.dir, iocBlockMarker))
+	st.installed = err == nil
 	d.iocs = st
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -300,20 +306,15 @@ func (d *daemon) enforceIoC(ctx context.Context, st *iocState, action string, st
 	}
 	if action != api.IoCActionBlock || d.cfg.IoC.BlockOff {
 		st.expiry = time.Time{}
-		if !start && !st.installed && prev != api.IoCActionBlock {
+		if !st.installed {
 			return // nothing of ours to remove
 		}
-		// At start, a table left by an earlier run (the policy changed
-		// while the agent was down) must go too.
-		err := st.blocker.Remove(ctx)
-		switch {
-		case err == nil:
-			if st.installed || !start {
-				d.log.Info("ioc: block rules removed", "table", "inet "+iocblock.Table)
-			}
-			st.installed = false
-		case errors.Is(err, iocblock.ErrNoNFT):
-			// Nothing can have been installed.
+		// Also at start: a table left by an earlier run (the policy
+		// changed while the agent was down) must go.
+		switch err := st.blocker.Remove(ctx); {
+		case err == nil, errors.Is(err, iocblock.ErrNoNFT):
+			d.log.Info("ioc: block rules removed", "table", "inet "+iocblock.Table)
+			d.markBlockInstalled(st, false)
 		default:
 			d.log.Error("ioc: removing the block rules failed", "err", err)
 		}
@@ -350,10 +351,25 @@ func (d *daemon) enforceIoC(ctx context.Context, st *iocState, action string, st
 			Setting: "ioc_block", Old: "failed", New: "installed", Source: "server"})
 		st.blockErr = ""
 	}
-	st.installed = true
+	d.markBlockInstalled(st, true)
 	d.log.Info("ioc: block rules installed", "table", "inet "+iocblock.Table, "prefixes", res.Prefixes, "exempt", len(st.exempt))
 	if res.Omitted > 0 {
 		d.log.Warn("ioc: more prefixes than the block limit; the rest are flagged only", "omitted", res.Omitted)
+	}
+}
+
+// markBlockInstalled records whether the table is installed.
+func (d *daemon) markBlockInstalled(st *iocState, on bool) {
+	st.installed = on
+	path := filepath.Join(d.dir, iocBlockMarker)
+	var err error
+	if on {
+		err = state.WriteFile(path, []byte("table inet "+iocblock.Table+"\n"), 0o600)
+	} else if err = os.Remove(path); errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		d.log.Warn("ioc: recording whether block rules are installed", "err", err)
 	}
 }
 

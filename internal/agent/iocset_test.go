@@ -54,8 +54,8 @@ func TestDecodeIoCSetRefuses(t *testing.T) {
 	const head = `{"version":"v1","generated_at":"2026-11-26T21:00:00Z","indicators":[`
 	for _, tc := range []struct {
 		name, body, want string
-		maxBytes       int64
-		maxInds        int
+		maxBytes         int64
+		maxInds          int
 	}{
 		{"empty", ``, "unexpected end", 0, 0},
 		{"not JSON", `<html>`, "invalid character", 0, 0},
