@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -101,6 +103,15 @@ func TestSecurityEventsUnderFailure(t *testing.T) {
 	dev := list.Devices[0].ID
 	jdir := filepath.Join(state, "events-"+dev)
 
+	// The indicator list names the second host address, which only the
+	// test's own connection (step 5) reaches; the agent fetches the set at
+	// start and matches on the device too.
+	indicators := filepath.Join(tmp, "e2e-blocklist.txt")
+	if err := os.WriteFile(indicators, []byte("# e2e test indicators\n"+topo.ExtraIP+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.ok(bulwark, "ioc", "import", "--name", "e2e-blocklist", "--format", "list", indicators)
+
 	// The agent runs in the namespace and follows an auth log the test
 	// writes: one sshd line every 400 ms, below its 120 a minute limit.
 	authLog := filepath.Join(tmp, "auth.log")
@@ -108,7 +119,7 @@ func TestSecurityEventsUnderFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	agent := newProc(t, "agent", "ip", "netns", "exec", topo.NS, agentBin, "run", "--state", state,
-		"--interval", "1s", "--auth-log", authLog)
+		"--interval", "1s", "--auth-log", authLog, "--ioc-interval", "10s")
 	agent.start()
 	var lines atomic.Int64
 	stopWriter := make(chan struct{})
@@ -235,14 +246,52 @@ func TestSecurityEventsUnderFailure(t *testing.T) {
 	step("healed at seq %d", jnl().lastSeq())
 	acked("the backlog to be acknowledged after the partition", before.lastSeq()+3, 60*time.Second)
 	step("caught up: acked %d", jnl().acked)
+	tamperAlert := waitAlert(t, r, bulwark, dev, "journal.tamper", "", "")
+	gapAlert := waitAlert(t, r, bulwark, dev, "journal.gap", "", "")
+	step("alerts raised: %s (journal.tamper), %s (journal.gap)", tamperAlert.ID, gapAlert.ID)
+	checkAlertDelivered(t, hook, coll, tamperAlert)
+	// Acknowledged, so that the next tampering opens a new alert.
+	r.ok(bulwark, "alerts", "ack", tamperAlert.ID)
 
-	// 4. An IoC hit on a real outbound connection from the agent's
-	// namespace.
-	indicators := filepath.Join(tmp, "e2e-blocklist.txt")
-	if err := os.WriteFile(indicators, []byte("# e2e test indicators\n"+topo.ExtraIP+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	// 4. The journal is corrupted where the agent reads it at start: one
+	// byte of the last record, so that it no longer parses. The agent
+	// keeps the journal aside, starts a new one and records why; the
+	// records the server had not received are lost, and the server must
+	// say so.
+	topo.partition(t)
+	eventually(t, "unacknowledged records during the second partition", 30*time.Second, func() bool {
+		jd := jnl()
+		return jd.lastSeq() >= jd.acked+2
+	})
+	agent.kill()
+	old := jnl()
+	corrupt := old.lastSeq()
+	rewriteRecord(t, jdir, corrupt, func(line []byte) []byte {
+		line[len(line)-1] = '!' // the closing brace
+		return line
+	})
+	step("agent stopped in a partition at seq %d (acked %d); corrupted record %d", corrupt, old.acked, corrupt)
+	agent.start()
+	var asideDir string
+	eventually(t, "the agent to keep its corrupt journal aside", 30*time.Second, func() bool {
+		m, _ := filepath.Glob(jdir + ".broken-*")
+		if len(m) == 1 {
+			asideDir = m[0]
+		}
+		return asideDir != "" && len(jnl().records) > 0
+	})
+	topo.heal(t)
+	step("journal kept aside in %s; new journal from seq %d; healed", filepath.Base(asideDir), jnl().records[0].Seq)
+	acked("the new journal to be acknowledged", jnl().records[0].Seq, 60*time.Second)
+	tamper2 := waitAlert(t, r, bulwark, dev, "journal.tamper", "", tamperAlert.ID)
+	checkAlertDelivered(t, hook, coll, tamper2)
+	if !slices.ContainsFunc(tamper2.Events, func(e api.AlertEventRef) bool { return e.Type == events.TypeIntegrityResult }) {
+		t.Fatalf("the second journal.tamper alert is not about the agent's integrity.result: %+v", tamper2)
 	}
-	r.ok(bulwark, "ioc", "import", "--name", "e2e-blocklist", "--format", "list", indicators)
+	step("alert %s (journal.tamper) raised for the corrupt journal and delivered", tamper2.ID)
+
+	// 5. An IoC hit on a real outbound connection from the agent's
+	// namespace.
 	peer, err := net.Listen("tcp", net.JoinHostPort(topo.ExtraIP, "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -272,20 +321,30 @@ func TestSecurityEventsUnderFailure(t *testing.T) {
 	conn.Write([]byte("bye\n"))
 	conn.Close()
 
-	var match events.IoCMatch
-	var matchEnv envelope
-	eventually(t, "an ioc.match event for "+topo.ExtraIP, 60*time.Second, func() bool {
+	// The server matches the stored connection; the agent matched it too,
+	// against the set it fetched, and journalled its own ioc.match.
+	var match, agentMatch *events.IoCMatch
+	eventually(t, "ioc.match events for "+topo.ExtraIP+" by the server and the agent", 60*time.Second, func() bool {
+		match, agentMatch = nil, nil
 		for _, se := range listEvents(t, r, bulwark, dev, "ioc.match") {
-			ev, d := decodeStored[events.IoCMatch](t, se)
-			if d.Indicator == topo.ExtraIP {
-				match, matchEnv = d, ev
-				return true
+			_, d := decodeStored[events.IoCMatch](t, se)
+			switch {
+			case d.Indicator != topo.ExtraIP:
+			case se.Source == "server" && d.MatchedBy != "agent":
+				match = &d
+			case se.Source == "device" && d.MatchedBy == "agent":
+				agentMatch = &d
 			}
 		}
-		return false
+		return match != nil && agentMatch != nil
 	})
-	if match.IndicatorType != "ip" || match.Source != "e2e-blocklist" || match.Observed != topo.ExtraIP || match.EventType != events.TypeNetConnection {
-		t.Fatalf("ioc.match details %+v", match)
+	for _, m := range []*events.IoCMatch{match, agentMatch} {
+		if m.IndicatorType != "ip" || m.Observed != topo.ExtraIP || m.EventType != events.TypeNetConnection || m.EventSeq != match.EventSeq {
+			t.Fatalf("ioc.match details %+v (server's %+v)", m, match)
+		}
+	}
+	if match.Source != "e2e-blocklist" {
+		t.Fatalf("the server's ioc.match names source %q", match.Source)
 	}
 	var matched *events.NetConnection
 	for _, se := range listEvents(t, r, bulwark, dev, "net.connection") {
@@ -297,15 +356,11 @@ func TestSecurityEventsUnderFailure(t *testing.T) {
 	if matched == nil || matched.Direction != "outbound" || matched.DstIP != topo.ExtraIP || matched.DstPort != peerPort || matched.SrcIP != topo.NSIP {
 		t.Fatalf("the ioc.match names event %d, which is %+v; want the outbound connection %s -> %s:%d", match.EventSeq, matched, topo.NSIP, topo.ExtraIP, peerPort)
 	}
-	step("ioc.match stored for seq %d (%s -> %s:%d)", matchEnv.Seq, matched.SrcIP, matched.DstIP, matched.DstPort)
+	step("ioc.match by the server and by the agent for seq %d (%s -> %s:%d)", match.EventSeq, matched.SrcIP, matched.DstIP, matched.DstPort)
 
-	iocAlert := waitAlert(t, r, bulwark, dev, "ioc.match", topo.ExtraIP)
-	tamperAlert := waitAlert(t, r, bulwark, dev, "journal.tamper", "")
-	gapAlert := waitAlert(t, r, bulwark, dev, "journal.gap", "")
-	step("alerts raised: %s (ioc.match), %s (journal.tamper), %s (journal.gap)", iocAlert.ID, tamperAlert.ID, gapAlert.ID)
-	for _, a := range []api.Alert{iocAlert, tamperAlert} {
-		checkAlertDelivered(t, hook, coll, a)
-	}
+	iocAlert := waitAlert(t, r, bulwark, dev, "ioc.match", topo.ExtraIP, "")
+	step("alert %s (ioc.match) raised", iocAlert.ID)
+	checkAlertDelivered(t, hook, coll, iocAlert)
 	// The SIEM forwarding sends the ioc.match event itself to the collector.
 	eventually(t, "the ioc.match event in the collector", 30*time.Second, func() bool {
 		for _, line := range coll.messages(t) {
@@ -322,7 +377,7 @@ func TestSecurityEventsUnderFailure(t *testing.T) {
 	})
 	step("alerts delivered by webhook and syslog; ioc.match forwarded to the SIEM")
 
-	// 5. Every record of the journal is in the store exactly once.
+	// 6. Every record of both journals is in the store exactly once.
 	stopStream()
 	var final journalDisk
 	eventually(t, "the agent to have nothing unacknowledged", 60*time.Second, func() bool {
@@ -330,8 +385,7 @@ func TestSecurityEventsUnderFailure(t *testing.T) {
 		return final.acked == final.lastSeq()
 	})
 	step("journal at seq %d, all acknowledged; %d auth lines written", final.lastSeq(), lines.Load())
-	checkExactlyOnce(t, final, listEvents(t, r, bulwark, dev, ""), naive, rehashed)
-	step("every journal record stored exactly once; the only hole is %d and the only broken link %d", naive, rehashed+1)
+	checkExactlyOnce(t, readJournalDir(t, asideDir), final, listEvents(t, r, bulwark, dev, ""), naive, rehashed, corrupt)
 }
 
 // listEvents pages through every stored event of a device (of one type,
@@ -371,8 +425,8 @@ func decodeStored[D any](t *testing.T, se api.StoredEvent) (envelope, D) {
 }
 
 // waitAlert waits for an open alert of rule on the device (with dedup key
-// key, when set).
-func waitAlert(t *testing.T, r *runner, bulwark, dev, rule, key string) api.Alert {
+// key, when set; other than the alert notID, when set).
+func waitAlert(t *testing.T, r *runner, bulwark, dev, rule, key, notID string) api.Alert {
 	t.Helper()
 	var found api.Alert
 	eventually(t, "a "+rule+" alert", 60*time.Second, func() bool {
@@ -381,7 +435,7 @@ func waitAlert(t *testing.T, r *runner, bulwark, dev, rule, key string) api.Aler
 			t.Fatalf("alerts list --json: %v", err)
 		}
 		for _, a := range alerts {
-			if a.Rule == rule && (key == "" || a.Key == key) {
+			if a.Rule == rule && (key == "" || a.Key == key) && a.ID != notID {
 				found = a
 				return true
 			}
@@ -459,17 +513,28 @@ func checkAlertDelivered(t *testing.T, hook *hookRecv, coll *collector, a api.Al
 	}
 }
 
-// checkExactlyOnce compares the journal on disk with what the server
-// stores: every record exactly once with the same hash, none the journal
-// does not hold, and no hole or broken link but those the tampering made:
-// the record with a byte changed (refused, recorded as a missing gap) and
-// the link after the re-hashed one.
-func checkExactlyOnce(t *testing.T, jd journalDisk, stored []api.StoredEvent, naive, rehashed uint64) {
+// checkExactlyOnce compares the agent's journals on disk, the one kept
+// aside (old) and the one that replaced it (cur), with what the server
+// stores: every record exactly once with the same hash, none the journals
+// do not hold, and no hole or broken link but those the tampering made:
+// the record with a byte changed (refused, recorded as a missing gap), the
+// link after the re-hashed record, and the records of the old journal
+// from the first the server did not have to the corrupted one, which were
+// never sent (a missing gap).
+func checkExactlyOnce(t *testing.T, old, cur journalDisk, stored []api.StoredEvent, naive, rehashed, corrupt uint64) {
 	t.Helper()
-	if jd.anchor != 0 {
-		t.Fatalf("the journal was compacted up to seq %d; the test cannot see those records", jd.anchor)
+	if old.anchor != 0 || cur.anchor != 0 && cur.anchor != corrupt {
+		t.Fatalf("the journals were compacted (anchors %d, %d); the test cannot see those records", old.anchor, cur.anchor)
 	}
-	last := jd.lastSeq()
+	if len(old.corrupt) != 1 || len(old.records) == 0 || old.lastSeq() != corrupt-1 {
+		t.Fatalf("the journal kept aside has %d records up to %d and %d corrupt lines; want records up to %d, then the corrupted one",
+			len(old.records), old.lastSeq(), len(old.corrupt), corrupt-1)
+	}
+	if len(cur.records) == 0 || cur.records[0].Seq <= corrupt {
+		t.Fatalf("the new journal starts at seq %d, reusing the seqs of the journal kept aside (up to %d): the server takes its records for resends of those and drops them",
+			cur.records[0].Seq, corrupt)
+	}
+	last := cur.lastSeq()
 	bySeq := map[uint64]api.StoredEvent{}
 	var gaps []events.JournalGap
 	var broken []events.JournalChainBroken
@@ -494,10 +559,17 @@ func checkExactlyOnce(t *testing.T, jd journalDisk, stored []api.StoredEvent, na
 		}
 		bySeq[se.Seq] = se
 	}
+	// The server had the old journal up to held when it was set aside.
+	var held uint64
+	for seq := range bySeq {
+		if seq < corrupt {
+			held = max(held, seq)
+		}
+	}
 	want := uint64(1)
-	for _, rec := range jd.records {
-		if rec.Seq != want {
-			t.Errorf("the journal itself skips from %d to %d", want, rec.Seq)
+	for _, rec := range append(slices.Clip(old.records), cur.records...) {
+		if rec.Seq != want && !(want == corrupt && rec.Seq == corrupt+1) {
+			t.Errorf("the journals skip from %d to %d", want, rec.Seq)
 		}
 		want = rec.Seq + 1
 		se, ok := bySeq[rec.Seq]
@@ -507,6 +579,8 @@ func checkExactlyOnce(t *testing.T, jd journalDisk, stored []api.StoredEvent, na
 			if ok {
 				t.Errorf("record %d, altered so it no longer matches its hash, was stored", rec.Seq)
 			}
+		case rec.Seq > held && rec.Seq < corrupt:
+			// never sent: the journal was set aside
 		case !ok:
 			t.Errorf("journal record %d (%.120s) is not in the store", rec.Seq, rec.Event)
 		case se.Hash != rec.Hash || se.PrevHash != rec.PrevHash:
@@ -514,10 +588,12 @@ func checkExactlyOnce(t *testing.T, jd journalDisk, stored []api.StoredEvent, na
 		}
 	}
 	for seq := range bySeq {
-		t.Errorf("the store holds seq %d, which the journal does not", seq)
+		t.Errorf("the store holds seq %d, which the journals do not", seq)
 	}
-	if len(gaps) != 1 || gaps[0] != (events.JournalGap{FromSeq: naive, ToSeq: naive, Reason: "missing"}) {
-		t.Errorf("the server recorded gaps %+v; want only %d..%d missing", gaps, naive, naive)
+	slices.SortFunc(gaps, func(a, b events.JournalGap) int { return cmp.Compare(a.FromSeq, b.FromSeq) })
+	wantGaps := []events.JournalGap{{FromSeq: naive, ToSeq: naive, Reason: "missing"}, {FromSeq: held + 1, ToSeq: corrupt, Reason: "missing"}}
+	if !slices.Equal(gaps, wantGaps) {
+		t.Errorf("the server recorded gaps %+v; want only %+v", gaps, wantGaps)
 	}
 	if len(broken) != 1 || broken[0].Seq != rehashed+1 || broken[0].Reason != "prev_hash_mismatch" {
 		t.Errorf("the server recorded broken links %+v; want only prev_hash_mismatch at %d", broken, rehashed+1)
@@ -525,5 +601,6 @@ func checkExactlyOnce(t *testing.T, jd journalDisk, stored []api.StoredEvent, na
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Logf("%d journal records, %d stored events checked", len(jd.records), len(stored))
+	t.Logf("%d + %d journal records, %d stored events checked; holes at %d and %d..%d, broken link at %d",
+		len(old.records), len(cur.records), len(stored), naive, held+1, corrupt, rehashed+1)
 }
