@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -233,6 +234,9 @@ func (a *alerter) readDevice(ctx context.Context, deviceID string) error {
 		return err
 	}
 	const page = 500
+	// Events of types no rule looks at (most connection logs) are passed
+	// over without parsing them.
+	wanted := a.engine.SignalTypes()
 	for {
 		evs, err := a.s.store.ListEvents(ctx, store.EventFilter{DeviceID: deviceID, After: cur, Ascending: true, Limit: page})
 		if err != nil {
@@ -241,6 +245,10 @@ func (a *alerter) readDevice(ctx context.Context, deviceID string) error {
 		var ferr error
 		for i := range evs {
 			e := &evs[i]
+			if !slices.Contains(wanted, e.Type) {
+				cur = e.ID
+				continue
+			}
 			sig, err := alert.FromEvent(e.ID, e.Data, e.ServerTime)
 			if err != nil {
 				a.s.log.Warn("alerts: skipping an event that does not parse", "device", deviceID, "event_id", e.ID, "err", err)
