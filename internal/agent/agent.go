@@ -248,11 +248,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	ckCtx, stopCk := context.WithCancel(base)
 	defer stopCmd()
 	defer stopCk()
+	// Before any loop that records events: recordEvent reads d.iocs.
+	stopIoC := d.startIoC(base)
 	var cmdWG, ckWG sync.WaitGroup
 	ckWG.Go(func() { d.checkinLoop(ckCtx) })
 	cmdWG.Go(func() { d.commandLoop(cmdCtx) })
 	stopEvents := d.runEvents(base)
-	stopIoC := d.startIoC(base)
 	stopCollectors := d.runCollectors(base)
 
 	d.mu.Lock()
