@@ -1,7 +1,10 @@
 package ioc
 
 import (
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,4 +33,27 @@ func (m *cpuMeter) report(b *testing.B, ops int) {
 	if ops > 0 {
 		b.ReportMetric(float64(threadCPU()-m.start)/float64(ops), "cpu-ns/op")
 	}
+}
+
+func init() {
+	// IOC_NO_HUGE_PAGES=1 measures the matcher without huge-page advice.
+	if os.Getenv("IOC_NO_HUGE_PAGES") == "1" {
+		hugePages = false
+	}
+}
+
+// anonHugeMiB returns how much of the process's anonymous memory is in
+// transparent huge pages.
+func anonHugeMiB() float64 {
+	b, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "AnonHugePages:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
 }

@@ -1,7 +1,6 @@
 package ioc
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"net/netip"
@@ -235,6 +234,11 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 	if len(inds) > 1<<31-1 {
 		return nil, fmt.Errorf("ioc: build matcher: %d indicators: %w", len(inds), ErrTooLarge)
 	}
+	if hugePages {
+		adviseHuge(m.inds, false)
+		adviseHuge(m.exp, false)
+		adviseHuge(m.next, false)
+	}
 	type pfxChain struct {
 		head    int32
 		expires bool
@@ -376,7 +380,40 @@ func Build(inds []Indicator, now func() time.Time) (*Matcher, error) {
 	}
 	m.cidr4.build(p4, true, u128{0, 1<<32 - 1})
 	m.cidr6.build(p6, false, u128{^uint64(0), ^uint64(0)})
+	if hugePages {
+		m.adviseHuge()
+	}
 	return m, nil
+}
+
+// hugePages enables adviseHuge for the matcher's arrays (tests turn it off
+// to measure the difference).
+var hugePages = true
+
+// adviseHuge asks for the matcher's large arrays to be kept in huge pages,
+// now: every lookup reads a few random lines of them.
+func (m *Matcher) adviseHuge() {
+	adviseHuge(m.inds, true)
+	adviseHuge(m.exp, true)
+	adviseHuge(m.next, true)
+	adviseHuge(m.groups, true)
+	adviseHuge(m.ip4.b, true)
+	adviseHuge(m.ip6.b, true)
+	adviseHuge(m.ip6.keys, true)
+	adviseHuge(m.domains.b, true)
+	adviseHuge(m.domains.keys, true)
+	adviseHuge(m.sha256.b, true)
+	adviseHuge(m.sha256.keys, true)
+	adviseHuge(m.sha1.b, true)
+	adviseHuge(m.sha1.keys, true)
+	adviseHuge(m.md5.b, true)
+	adviseHuge(m.md5.keys, true)
+	for _, t := range []*rangeTable{&m.cidr4, &m.cidr6} {
+		adviseHuge(t.seg4, true)
+		adviseHuge(t.idx4, true)
+		adviseHuge(t.seg6, true)
+		adviseHuge(t.pfx, true)
+	}
 }
 
 // item is a key waiting to be put in a table by Build.
@@ -451,32 +488,41 @@ func (m *Matcher) AppendIP(dst []Indicator, a netip.Addr) []Indicator {
 		return dst
 	}
 	a = a.Unmap()
-	c := matchCtx{m: m}
-	var id int32
 	if a.Is4() {
 		k := addr4Key(a)
-		if v, ok := m.ip4.get(m.h.u32(k), k, k); ok {
-			dst = c.val(dst, v)
-		}
-		if len(m.cidr4.seg4) == 0 {
-			return dst
-		}
-		for id = m.cidr4.lookup4(k); id >= 0; {
-			p := &m.cidr4.pfx[id]
-			dst = c.chain(dst, p.head, p.expires)
-			id = p.parent
-		}
-		return dst
+		return m.appendIP4(dst, k, m.h.u32(k))
 	}
 	k := addrKey(a)
-	h := m.h.u128(k)
+	return m.appendIP6(dst, k, m.h.u128(k))
+}
+
+// appendIP4 is AppendIP for the IPv4 address k with hash h.
+func (m *Matcher) appendIP4(dst []Indicator, k uint32, h uint64) []Indicator {
+	c := matchCtx{m: m}
+	if v, ok := m.ip4.get(h, k, k); ok {
+		dst = c.val(dst, v)
+	}
+	if len(m.cidr4.seg4) == 0 {
+		return dst
+	}
+	for id := m.cidr4.lookup4(k); id >= 0; {
+		p := &m.cidr4.pfx[id]
+		dst = c.chain(dst, p.head, p.expires)
+		id = p.parent
+	}
+	return dst
+}
+
+// appendIP6 is AppendIP for the IPv6 address k with hash h.
+func (m *Matcher) appendIP6(dst []Indicator, k u128, h uint64) []Indicator {
+	c := matchCtx{m: m}
 	if v, ok := m.ip6.get(h, fpOf(h), k); ok {
 		dst = c.val(dst, v)
 	}
 	if len(m.cidr6.seg6) == 0 {
 		return dst
 	}
-	for id = m.cidr6.lookup6(k); id >= 0; {
+	for id := m.cidr6.lookup6(k); id >= 0; {
 		p := &m.cidr6.pfx[id]
 		dst = c.chain(dst, p.head, p.expires)
 		id = p.parent
@@ -492,14 +538,39 @@ func (m *Matcher) MatchDomain(name string) []Indicator { return m.AppendDomain(n
 // AppendDomain appends the result of MatchDomain to dst without allocating
 // when dst has room.
 func (m *Matcher) AppendDomain(dst []Indicator, name string) []Indicator {
+	var buf [253]byte
+	var offs [127]uint8
+	b, n := m.domainSuffixes(&buf, &offs, name)
+	c := matchCtx{m: m}
+	for _, off := range offs[:n] {
+		// b lives on this stack frame and is not changed while k is in
+		// use; the table only compares k, never keeps it.
+		k := unsafe.String(&b[off], len(b)-int(off))
+		dst = c.domain(dst, k, m.h.str(k))
+	}
+	return dst
+}
+
+// domain appends the live indicators of the domain k with hash h.
+func (c *matchCtx) domain(dst []Indicator, k string, h uint64) []Indicator {
+	if v, ok := c.m.domains.get(h, fpOf(h), k); ok {
+		dst = c.val(dst, v)
+	}
+	return dst
+}
+
+// domainSuffixes writes name, lower-case and less one trailing dot, to
+// buf and returns it with, in offs[:n], the offsets at which AppendDomain
+// looks it up: name and each parent, skipping label counts that no
+// indicator has.
+func (m *Matcher) domainSuffixes(buf *[253]byte, offs *[127]uint8, name string) (b []byte, n int) {
 	if len(name) > 0 && name[len(name)-1] == '.' {
 		name = name[:len(name)-1]
 	}
-	if len(name) == 0 || len(name) > 253 {
-		return dst
+	if len(name) == 0 || len(name) > 253 || len(m.domains.b) == 0 {
+		return nil, 0
 	}
-	var buf [253]byte
-	b := buf[:len(name)]
+	b = buf[:len(name)]
 	labels := 1
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -510,26 +581,17 @@ func (m *Matcher) AppendDomain(dst []Indicator, name string) []Indicator {
 		}
 		b[i] = c
 	}
-	c := matchCtx{m: m}
-	// Look up name and each parent, skipping label counts no indicator has.
-	for len(b) > 0 {
+	for i := 0; i < len(b); i++ {
+		if i > 0 && b[i-1] != '.' {
+			continue
+		}
 		if labels < 128 && m.labels[labels/64]&(1<<(labels%64)) != 0 {
-			// b lives on this stack frame and is not changed while k is
-			// in use; the table only compares k, never keeps it.
-			k := unsafe.String(&b[0], len(b))
-			h := m.h.str(k)
-			if v, ok := m.domains.get(h, fpOf(h), k); ok {
-				dst = c.val(dst, v)
-			}
+			offs[n] = uint8(i)
+			n++
 		}
-		i := bytes.IndexByte(b, '.')
-		if i < 0 {
-			break
-		}
-		b = b[i+1:]
 		labels--
 	}
-	return dst
+	return b, n
 }
 
 // MatchURL returns the live indicators for the URL, compared after
@@ -553,31 +615,29 @@ func (m *Matcher) MatchHash(digest string) []Indicator { return m.AppendHash(nil
 // AppendHash appends the result of MatchHash to dst without allocating when
 // dst has room.
 func (m *Matcher) AppendHash(dst []Indicator, digest string) []Indicator {
-	c := matchCtx{m: m}
+	var k [32]byte
+	if len(digest) > 2*len(k) || !decodeHex(k[:len(digest)/2], digest) {
+		return dst
+	}
+	return m.appendDigest(dst, len(digest)/2, &k, m.h.digest(k[:]))
+}
+
+// appendDigest is AppendHash for the n-byte digest k (unused bytes zero)
+// with hash h; an n other than 32, 20 or 16 matches nothing.
+func (m *Matcher) appendDigest(dst []Indicator, n int, k *[32]byte, h uint64) []Indicator {
 	var v uint32
 	var ok bool
-	switch len(digest) {
-	case 64:
-		var k [32]byte
-		if decodeHex(k[:], digest) {
-			h := m.h.digest(k[:])
-			v, ok = m.sha256.get(h, fpOf(h), k)
-		}
-	case 40:
-		var k [20]byte
-		if decodeHex(k[:], digest) {
-			h := m.h.digest(k[:])
-			v, ok = m.sha1.get(h, fpOf(h), k)
-		}
+	switch n {
 	case 32:
-		var k [16]byte
-		if decodeHex(k[:], digest) {
-			h := m.h.digest(k[:])
-			v, ok = m.md5.get(h, fpOf(h), k)
-		}
+		v, ok = m.sha256.get(h, fpOf(h), *k)
+	case 20:
+		v, ok = m.sha1.get(h, fpOf(h), [20]byte(k[:20]))
+	case 16:
+		v, ok = m.md5.get(h, fpOf(h), [16]byte(k[:16]))
 	}
 	if !ok {
 		return dst
 	}
+	c := matchCtx{m: m}
 	return c.val(dst, v)
 }

@@ -424,6 +424,7 @@ func BenchmarkBuild1M(b *testing.B) {
 	}
 	b.ReportMetric(d.build.Seconds(), "build-s")
 	b.ReportMetric(float64(d.heapUsed)/(1<<20), "matcher-MiB")
+	b.ReportMetric(anonHugeMiB(), "thp-MiB")
 }
 
 func BenchmarkMatchIP(b *testing.B) {

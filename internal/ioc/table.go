@@ -1,6 +1,9 @@
 package ioc
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"unsafe"
+)
 
 // table maps keys to indicator chains. It is a bucketised open-addressing
 // hash table: each bucket is one 64-byte cache line holding eight 32-bit
@@ -50,12 +53,18 @@ func (t *table[K]) init(n int, exact bool) {
 		nb = 1
 	}
 	t.b = make([]bucket, nb)
+	if hugePages {
+		adviseHuge(t.b, false)
+	}
 	for i := range t.b {
 		t.b[i].val = [bucketSlots]uint32{emptyVal, emptyVal, emptyVal, emptyVal, emptyVal, emptyVal, emptyVal, emptyVal}
 	}
 	t.exact = exact
 	if !exact {
 		t.keys = make([]K, nb*bucketSlots)
+		if hugePages {
+			adviseHuge(t.keys, false)
+		}
 	}
 }
 
@@ -107,6 +116,28 @@ func (t *table[K]) touch(h uint64) uint32 {
 		return 0
 	}
 	return t.b[t.home(h)].fp[0]
+}
+
+// touchSlot scans the home bucket of h for the fingerprint fp and, if
+// found, touches the key there; it returns the value beside the
+// fingerprint and the slot (emptyVal and -1 if none), without confirming
+// the key. The last result is a byte of the key, to keep the read.
+func (t *table[K]) touchSlot(h uint64, fp uint32) (uint32, int, uint32) {
+	if len(t.b) == 0 {
+		return emptyVal, -1, 0
+	}
+	i := t.home(h)
+	b := &t.b[i]
+	for j := range bucketSlots {
+		if b.fp[j] == fp && b.val[j] != emptyVal {
+			s := i*bucketSlots + j
+			if t.exact {
+				return b.val[j], s, 0
+			}
+			return b.val[j], s, uint32(*(*uint8)(unsafe.Pointer(&t.keys[s])))
+		}
+	}
+	return emptyVal, -1, 0
 }
 
 // put adds indicator id under k and returns the previous head of k's

@@ -84,6 +84,20 @@ func TestTableRandom(t *testing.T) {
 type refMatcher struct {
 	inds []Indicator
 	now  time.Time
+	memo map[string][]Indicator
+}
+
+// memoized returns f(), computed once per key.
+func (r *refMatcher) memoized(key string, f func() []Indicator) []Indicator {
+	if v, ok := r.memo[key]; ok {
+		return v
+	}
+	if r.memo == nil {
+		r.memo = map[string][]Indicator{}
+	}
+	v := f()
+	r.memo[key] = v
+	return v
 }
 
 func (r *refMatcher) live(in Indicator) bool { return !in.Expired(r.now) }
@@ -101,6 +115,10 @@ func (r *refMatcher) newestFirst(keep func(Indicator) bool) []Indicator {
 }
 
 func (r *refMatcher) ip(a netip.Addr) []Indicator {
+	return r.memoized("ip "+a.String(), func() []Indicator { return r.ip1(a) })
+}
+
+func (r *refMatcher) ip1(a netip.Addr) []Indicator {
 	if !a.IsValid() {
 		return nil
 	}
@@ -117,6 +135,10 @@ func (r *refMatcher) ip(a netip.Addr) []Indicator {
 }
 
 func (r *refMatcher) domain(name string) []Indicator {
+	return r.memoized("domain "+name, func() []Indicator { return r.domain1(name) })
+}
+
+func (r *refMatcher) domain1(name string) []Indicator {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	if name == "" || len(name) > 253 {
 		return nil
@@ -133,6 +155,10 @@ func (r *refMatcher) domain(name string) []Indicator {
 }
 
 func (r *refMatcher) hash(d string) []Indicator {
+	return r.memoized("hash "+d, func() []Indicator { return r.hash1(d) })
+}
+
+func (r *refMatcher) hash1(d string) []Indicator {
 	d = strings.ToLower(d)
 	return r.newestFirst(func(in Indicator) bool {
 		return (in.Type == TypeSHA256 || in.Type == TypeSHA1 || in.Type == TypeMD5) && in.Value == d
@@ -215,6 +241,7 @@ func randomIndicators(r *rand.Rand, n int, t0 time.Time) (inds []Indicator, ips 
 func TestMatcherRandom(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var batch Batch
 	for round := range 40 {
 		inds, ips, domains, hashes := randomIndicators(r, r.IntN(400), t0)
 		clk := &fakeClock{t: t0}
@@ -239,6 +266,38 @@ func TestMatcherRandom(t *testing.T) {
 			}
 			for _, h := range hashes {
 				check("MatchHash("+h+")", m.MatchHash(h), ref.hash(h))
+			}
+
+			// The same queries, mixed, in one batch (reused across rounds).
+			type query struct {
+				what string
+				want []Indicator
+			}
+			var qs []query
+			batch.Reset()
+			add := func(i int, what string, want []Indicator) {
+				if i != len(qs) {
+					t.Fatalf("Add returned %d, want %d", i, len(qs))
+				}
+				qs = append(qs, query{what, want})
+			}
+			for i := range max(len(ips), len(domains), len(hashes)) {
+				if i < len(ips) {
+					add(batch.AddIP(ips[i]), "batch IP "+ips[i].String(), ref.ip(ips[i]))
+				}
+				if i < len(domains) {
+					add(batch.AddDomain(domains[i]), "batch domain "+domains[i], ref.domain(domains[i]))
+				}
+				if i < len(hashes) {
+					add(batch.AddHash(hashes[i]), "batch hash "+hashes[i], ref.hash(hashes[i]))
+				}
+			}
+			m.MatchBatch(&batch)
+			if batch.Len() != len(qs) {
+				t.Fatalf("batch Len = %d, want %d", batch.Len(), len(qs))
+			}
+			for i, q := range qs {
+				check(q.what, batch.Result(i), q.want)
 			}
 		}
 	}
