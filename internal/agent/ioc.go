@@ -227,6 +227,11 @@ func (d *daemon) iocLoop(ctx context.Context, st *iocState, cached *iocSet) {
 		delay := jitter(d.cfg.IoC.interval())
 		switch {
 		case err != nil:
+			if status, _ := serverError(err); status/100 == 4 || errors.Is(err, errIoCSetInvalid) {
+				// Refused (a quarantined device, a server without
+				// the set) or invalid: asking sooner will not help.
+				break
+			}
 			failures++
 			delay = min(delay, d.backoff(failures))
 		case changed:
