@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/collect"
+	"github.com/bulwark-iot/bulwark/internal/agent/dnsmon"
 	"github.com/bulwark-iot/bulwark/internal/agent/netmon"
 )
 
@@ -16,8 +17,8 @@ import (
 const AuthLogOff = "off"
 
 // CollectorsConfig configures the security event collectors
-// (internal/agent/collect, docs/collectors.md). The zero value runs both
-// with their default sources and limits.
+// (internal/agent/collect, docs/collectors.md). The zero value runs all of
+// them with their default sources and limits.
 type CollectorsConfig struct {
 	// NetOff turns off the network connection collector (net.connection
 	// events).
@@ -29,6 +30,15 @@ type CollectorsConfig struct {
 	// NetLimit caps the net.connection events per minute; zero means 300.
 	// Repeats of a recorded flow within the minute are counted instead.
 	NetLimit int
+	// DNSOff turns off the DNS query collector (dns.query events). It
+	// captures UDP DNS traffic with a packet socket, which needs root or
+	// CAP_NET_RAW; without it the agent logs once that DNS queries are
+	// not observed.
+	DNSOff bool
+	// DNSLimit caps the dns.query events per minute; zero means 300.
+	// Repeats of a recorded query (same process, name, type and answers)
+	// within the minute are counted instead.
+	DNSLimit int
 	// AuthLog is where authentication events (auth.login) are read from:
 	// "" picks journald if it runs (and journalctl is installed), else
 	// /var/log/auth.log or /var/log/secure; "journald"; the path of a
@@ -40,6 +50,9 @@ type CollectorsConfig struct {
 	// window is the rate-limit window; zero means a minute. Tests
 	// shorten it.
 	window time.Duration
+	// dnsPorts are the DNS server ports watched; empty means 53. Tests
+	// use a test server's.
+	dnsPorts []uint16
 }
 
 // runCollectors starts the collectors that are on; the returned function
@@ -64,6 +77,20 @@ func (d *daemon) runCollectors(ctx context.Context) (stop func()) {
 				log.Info("network connections are not logged on this system")
 			} else if err != nil {
 				log.Error("network connection collector stopped", "err", err)
+			}
+		})
+	}
+	if !cfg.DNSOff {
+		log := d.log.With("collector", "dns")
+		wg.Go(func() {
+			err := collect.RunDNS(ctx, collect.DNSConfig{
+				Source: dnsmon.New(dnsmon.Config{Ports: cfg.dnsPorts}),
+				Window: cfg.window, Limit: cfg.DNSLimit, Logger: log,
+			}, rec)
+			if errors.Is(err, dnsmon.ErrUnsupported) {
+				log.Info("DNS queries are not observed on this system", "reason", err)
+			} else if err != nil {
+				log.Error("DNS query collector stopped", "err", err)
 			}
 		})
 	}

@@ -228,6 +228,7 @@ func (c *cmd) run(args []string) int {
 	fs.Var(&managedBinaries, "managed-binary", "an ELF `FILE` whose hardening (PIE, RELRO, NX stack) is reported besides the agent's (repeatable)")
 	platformRoot := fs.String("platform-root", "", "`DIR` prepended to the boot event log, IMA list and SecureBoot paths (an emulated boot for a software TPM)")
 	netLog := fs.String("net-log", "on", "log new network connections as net.connection events: `on` or off (docs/collectors.md)")
+	dnsLog := fs.String("dns-log", "on", "log the DNS queries sent over UDP, with their answers, as dns.query events: `on` or off (needs root or CAP_NET_RAW; docs/collectors.md)")
 	authLog := fs.String("auth-log", "auto", "read authentication events (auth.login) from `SOURCE`: auto (journald if it runs, else /var/log/auth.log or /var/log/secure), journald, a syslog file path, or off")
 	iocOn := fs.String("ioc", "on", "fetch the fleet's indicators of compromise and flag matching events as ioc.match: `on` or off (docs/ioc.md)")
 	iocInterval := fs.Duration("ioc-interval", 0, "how often the indicator set is fetched; 0 means 5m")
@@ -245,10 +246,13 @@ func (c *cmd) run(args []string) int {
 	if *netLog != "on" && *netLog != "off" {
 		return c.errorf(exitUsage, "--net-log must be on or off, not %q", *netLog)
 	}
+	if *dnsLog != "on" && *dnsLog != "off" {
+		return c.errorf(exitUsage, "--dns-log must be on or off, not %q", *dnsLog)
+	}
 	if *authLog == "" {
 		return c.errorf(exitUsage, "--auth-log must be auto, journald, off or a file path")
 	}
-	collectors := agent.CollectorsConfig{NetOff: *netLog == "off", AuthLog: *authLog}
+	collectors := agent.CollectorsConfig{NetOff: *netLog == "off", DNSOff: *dnsLog == "off", AuthLog: *authLog}
 	if *authLog == "auto" {
 		collectors.AuthLog = ""
 	}
