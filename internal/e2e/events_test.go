@@ -403,7 +403,49 @@ func TestSecurityEventsUnderFailure(t *testing.T) {
 		return final.acked == final.lastSeq()
 	})
 	step("journal at seq %d, all acknowledged; %d auth lines written", final.lastSeq(), lines.Load())
-	checkExactlyOnce(t, readJournalDir(t, asideDir), final, listEvents(t, r, bulwark, dev, ""), naive, rehashed, corrupt)
+	stored := listEvents(t, r, bulwark, dev, "")
+	checkExactlyOnce(t, readJournalDir(t, asideDir), final, stored, naive, rehashed, corrupt)
+
+	// 7. The SIEM has every stored event, the server's own included, at
+	// least once (delivery is at least once; a crash may repeat some).
+	type key struct {
+		seq string
+		typ string
+	}
+	want := map[key]int{}
+	for _, se := range stored {
+		ev, _ := decodeStored[json.RawMessage](t, se)
+		want[key{strconv.FormatUint(ev.Seq, 10), ev.Type}]++
+	}
+	var missing []key
+	defer func() {
+		if t.Failed() && len(missing) > 0 {
+			t.Logf("(seq, type) of stored events missing at the collector: %v", missing)
+		}
+	}()
+	eventually(t, "every stored event at the syslog collector", 60*time.Second, func() bool {
+		got := map[key]int{}
+		for _, line := range coll.messages(t) {
+			m, err := parseSyslog(line)
+			if err != nil {
+				t.Fatalf("the collector wrote a malformed RFC 5424 message (%v):\n%s", err, line)
+			}
+			if m.MsgID != "alert" && m.Params["device"] == dev {
+				if m.Params["type"] != m.MsgID {
+					t.Fatalf("syslog message of type %q has MSGID %q", m.Params["type"], m.MsgID)
+				}
+				got[key{m.Params["seq"], m.MsgID}]++
+			}
+		}
+		missing = missing[:0]
+		for k, n := range want {
+			if got[k] < n {
+				missing = append(missing, k)
+			}
+		}
+		return len(missing) == 0
+	})
+	step("all %d stored events forwarded to the SIEM over TLS", len(stored))
 }
 
 // listEvents pages through every stored event of a device (of one type,
