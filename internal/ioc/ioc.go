@@ -10,6 +10,7 @@
 package ioc
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -329,8 +330,16 @@ func decodeHex(dst []byte, s string) bool {
 	if len(s) != 2*len(dst) {
 		return false
 	}
+	i := 0
+	for ; i+4 <= len(dst); i += 4 {
+		v, ok := hex8(load64(s, 2*i))
+		if !ok {
+			return false
+		}
+		binary.LittleEndian.PutUint32(dst[i:], v)
+	}
 	bad := byte(0)
-	for i := range dst {
+	for ; i < len(dst); i++ {
 		hi, lo := hexVal[s[2*i]], hexVal[s[2*i+1]]
 		bad |= hi | lo
 		dst[i] = hi<<4 | lo&0x0f

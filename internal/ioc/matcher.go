@@ -571,25 +571,21 @@ func (m *Matcher) domainSuffixes(buf *[253]byte, offs *[127]uint8, name string) 
 		return nil, 0
 	}
 	b = buf[:len(name)]
-	labels := 1
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		} else if c == '.' {
-			labels++
+	var dots [253]uint8
+	nd := lowerDomainInto(b, &dots, name)
+	// Suffix j starts after dot j-1 and has nd+1-j labels.
+	for j := 0; j <= nd; j++ {
+		off := 0
+		if j > 0 {
+			off = int(dots[j-1]) + 1
 		}
-		b[i] = c
-	}
-	for i := 0; i < len(b); i++ {
-		if i > 0 && b[i-1] != '.' {
-			continue
+		if off == len(b) {
+			break
 		}
-		if labels < 128 && m.labels[labels/64]&(1<<(labels%64)) != 0 {
-			offs[n] = uint8(i)
+		if labels := nd + 1 - j; labels < 128 && m.labels[labels/64]&(1<<(labels%64)) != 0 {
+			offs[n] = uint8(off)
 			n++
 		}
-		labels--
 	}
 	return b, n
 }
