@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -168,17 +169,9 @@ func (d *daemon) loadIoCCache() (*iocSet, error) {
 	}
 	defer f.Close()
 	max := d.cfg.IoC.maxBytes()
-	data := make([]byte, 0, 4096)
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := f.Read(buf)
-		data = append(data, buf[:n]...)
-		if int64(len(data)) > max {
-			return nil, fmt.Errorf("%s is over %d bytes", path, max)
-		}
-		if err != nil {
-			break
-		}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
 	}
 	set, err := decodeIoCSet(data, time.Now(), max, d.cfg.IoC.maxIndicators())
 	if err != nil {
