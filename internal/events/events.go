@@ -273,8 +273,11 @@ func decodeFast(data []byte) (*Event, bool) {
 		return nil, false
 	}
 	p := reflect.New(envelopeType(spec))
-	if strict(data, p.Interface()) != nil {
-		return nil, false
+	if !scanInto(data, p.Elem()) {
+		p = reflect.New(envelopeType(spec))
+		if strict(data, p.Interface()) != nil {
+			return nil, false
+		}
 	}
 	v := p.Elem()
 	w := wireEvent{}
