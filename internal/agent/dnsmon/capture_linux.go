@@ -45,9 +45,10 @@ func (m *Monitor) Run(ctx context.Context, h Handler) error {
 		return err
 	}
 	defer unix.Close(fd)
-	var owner func(c netip.AddrPort) Process
+	var owner func(client, server netip.AddrPort) Process
 	if !m.cfg.NoProcess {
 		o := newOwners(m.cfg.ProcRoot, m.cfg.Now)
+		defer o.close()
 		owner = o.lookup
 	}
 	t := newTracker(m.cfg, h, owner)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/dnsmon/dnstest"
+	"golang.org/x/sys/unix"
 )
 
 func TestDNSFilterBounds(t *testing.T) {
@@ -196,5 +197,100 @@ func TestCaptureUnsupported(t *testing.T) {
 	err := New(Config{}).Run(context.Background(), nopHandler{})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("got %v, want ErrUnsupported", err)
+	}
+}
+
+// BenchmarkOwnerLookup measures the best-effort process lookup of one
+// query on this machine: reading the UDP socket tables and, for a socket
+// not seen before, scanning /proc/<pid>/fd (within its rate bound).
+func BenchmarkOwnerLookup(b *testing.B) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	o := newOwners("/proc", time.Now)
+	defer o.close()
+	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	server := netip.MustParseAddrPort("127.0.0.1:53")
+	if p := o.lookup(ap, server); os.Geteuid() == 0 && p.PID != os.Getpid() {
+		b.Fatalf("lookup: %+v", p)
+	}
+	for b.Loop() {
+		o.lookup(ap, server)
+	}
+}
+
+// TestUDPDiagLookup checks the exact sock_diag lookup against the inode
+// of real sockets: a connected one (as resolvers use) and a bound,
+// unconnected one.
+func TestUDPDiagLookup(t *testing.T) {
+	server, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	sa := server.LocalAddr().(*net.UDPAddr).AddrPort()
+	connected, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(sa))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer connected.Close()
+	inode := func(c *net.UDPConn) uint64 {
+		rc, _ := c.SyscallConn()
+		var st unix.Stat_t
+		rc.Control(func(fd uintptr) { unix.Fstat(int(fd), &st) })
+		return st.Ino
+	}
+	d := newUDPDiag()
+	defer d.close()
+	for name, c := range map[string]struct {
+		conn          *net.UDPConn
+		local, remote netip.AddrPort
+	}{
+		"connected":   {connected, connected.LocalAddr().(*net.UDPAddr).AddrPort(), sa},
+		"unconnected": {server, sa, netip.MustParseAddrPort("192.0.2.1:53")},
+	} {
+		uid, ino, err := d.lookup(c.local, c.remote)
+		if err != nil || ino != inode(c.conn) || uid != uint32(os.Geteuid()) {
+			t.Errorf("%s: uid %d inode %d (%v), want %d %d", name, uid, ino, err, os.Geteuid(), inode(c.conn))
+		}
+	}
+	if _, _, err := d.lookup(netip.MustParseAddrPort("127.0.0.1:1"), sa); err == nil {
+		t.Error("a socket that does not exist was found")
+	}
+}
+
+// TestOwnersBothSources finds this process as the owner of a connected
+// UDP socket over sock_diag and, as on kernels without udp_diag, from
+// /proc/net/udp.
+func TestOwnersBothSources(t *testing.T) {
+	server, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	sa := server.LocalAddr().(*net.UDPAddr).AddrPort()
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(sa))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	la := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	exe, _ := os.Executable()
+	for _, diag := range []bool{true, false} {
+		o := newOwners("/proc", time.Now)
+		if !diag {
+			o.diag.close()
+			o.diag = nil
+		}
+		p := o.lookup(la, sa)
+		if p.PID != os.Getpid() || p.Exe != exe || len(p.ExeSHA256) != 64 || p.User == "" {
+			t.Errorf("sock_diag %v: %+v, want pid %d %s", diag, p, os.Getpid(), exe)
+		}
+		if q := o.lookup(netip.MustParseAddrPort("127.0.0.1:1"), sa); q.PID != 0 {
+			t.Errorf("sock_diag %v: an owner for a socket that does not exist: %+v", diag, q)
+		}
+		o.close()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/netip"
 	"os"
@@ -38,6 +39,7 @@ type owners struct {
 	hashes   map[exeKey]string
 	users    map[uint32]string
 	link     []byte
+	diag     *udpDiag // nil once sock_diag is found not to support UDP
 }
 
 type exeKey struct {
@@ -47,13 +49,13 @@ type exeKey struct {
 }
 
 func newOwners(root string, now func() time.Time) *owners {
-	return &owners{root: root, now: now, inodePID: map[uint64]int{}, hashes: map[exeKey]string{}, users: map[uint32]string{}, link: make([]byte, 64)}
+	return &owners{root: root, now: now, inodePID: map[uint64]int{}, hashes: map[exeKey]string{}, users: map[uint32]string{}, link: make([]byte, 64), diag: newUDPDiag()}
 }
 
-// lookup returns the owner of the UDP socket bound to client, or the zero
-// Process.
-func (o *owners) lookup(client netip.AddrPort) Process {
-	s, ok := o.socket(client)
+// lookup returns the owner of the UDP socket of client that talks to
+// server, or the zero Process.
+func (o *owners) lookup(client, server netip.AddrPort) Process {
+	s, ok := o.socket(client, server)
 	if !ok {
 		return Process{}
 	}
@@ -76,9 +78,27 @@ func (o *owners) lookup(client netip.AddrPort) Process {
 	return p
 }
 
-// socket finds the UDP socket bound to client's port and address (or to
-// the wildcard address).
-func (o *owners) socket(client netip.AddrPort) (netmon.Socket, bool) {
+// socket finds the UDP socket that receives server's datagrams to
+// client: over sock_diag, else in /proc/net/udp[6].
+func (o *owners) socket(client, server netip.AddrPort) (netmon.Socket, bool) {
+	if o.diag != nil {
+		uid, inode, err := o.diag.lookup(client, server)
+		switch {
+		case err == nil:
+			return netmon.Socket{UID: uid, Inode: inode}, inode != 0
+		case errors.Is(err, unix.ENOENT):
+			return netmon.Socket{}, false // closed already
+		case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP):
+			o.diag.close()
+			o.diag = nil // no udp_diag in this kernel: the tables only
+		}
+	}
+	return o.procSocket(client)
+}
+
+// procSocket finds the UDP socket bound to client's port and address (or
+// to the wildcard address) in /proc/net/udp and udp6.
+func (o *owners) procSocket(client netip.AddrPort) (netmon.Socket, bool) {
 	o.socks = o.socks[:0]
 	for _, name := range []string{"udp", "udp6"} {
 		f, err := os.Open(filepath.Join(o.root, "net", name))
@@ -187,4 +207,11 @@ func (o *owners) user(uid uint32) string {
 	}
 	o.users[uid] = name
 	return name
+}
+
+// close releases the sock_diag socket.
+func (o *owners) close() {
+	if o.diag != nil {
+		o.diag.close()
+	}
 }

@@ -25,14 +25,14 @@ type tracker struct {
 	timeout    time.Duration
 	maxPending int
 	seed       uint16
-	owner      func(client netip.AddrPort) Process // nil: not looked up
+	owner      func(client, server netip.AddrPort) Process // nil: not looked up
 	h          Handler
 
 	pending map[pairKey]*Query
 	queue   []queued // in arrival order; entries whose query was answered are stale
 }
 
-func newTracker(cfg Config, h Handler, owner func(netip.AddrPort) Process) *tracker {
+func newTracker(cfg Config, h Handler, owner func(client, server netip.AddrPort) Process) *tracker {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -106,7 +106,7 @@ func (t *tracker) newQuery(now time.Time, client, server netip.AddrPort, m *Mess
 		Proto: 17, SrcIP: client.Addr(), DstIP: server.Addr(), SrcPort: client.Port(), DstPort: server.Port(),
 	})
 	if t.owner != nil {
-		q.Process = t.owner(client)
+		q.Process = t.owner(client, server)
 	}
 	return q
 }

@@ -27,7 +27,7 @@ func (r *recorder) Lost(reason string, n uint64) {
 
 func TestTrackerPairs(t *testing.T) {
 	var r recorder
-	owner := func(c netip.AddrPort) Process {
+	owner := func(c, _ netip.AddrPort) Process {
 		if c == client4 {
 			return Process{PID: 812, Exe: "/usr/bin/curl", User: "app"}
 		}
@@ -128,4 +128,23 @@ func TestTrackerQueueBounded(t *testing.T) {
 	if len(tr.queue) > 4*8+1 || len(r.queries) != 999 {
 		t.Fatalf("queue %d, %d reported", len(tr.queue), len(r.queries))
 	}
+}
+
+// BenchmarkTrackerPair measures the monitor's work per DNS exchange once
+// a packet is read: parsing the query and its response (a CNAME and two
+// addresses) and pairing them, without the owner lookup.
+func BenchmarkTrackerPair(b *testing.B) {
+	tr := newTracker(Config{}, nopHandler{}, nil)
+	q := dnstest.Query(1, "www.example.com", dnstest.TypeA)
+	cname := append([]byte{3, 'c', 'd', 'n'}, 0xc0, 12+4)
+	r := dnstest.Response(q, 0,
+		dnstest.RR{Name: ptrQ, Type: dnstest.TypeCNAME, TTL: 300, RData: cname},
+		dnstest.RR{Name: ptrQ, Type: dnstest.TypeA, TTL: 60, RData: dnstest.A("198.51.100.20")},
+		dnstest.RR{Name: ptrQ, Type: dnstest.TypeA, TTL: 60, RData: dnstest.A("198.51.100.21")})
+	qp, rp := ipPacket(client4, server4, q), ipPacket(server4, client4, r)
+	for b.Loop() {
+		tr.packet(qp, epoch)
+		tr.packet(rp, epoch)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "exchanges/s")
 }
