@@ -8,8 +8,10 @@
 // address and port, message id), within a timeout: a query without a
 // response is reported when the timeout passes, and a response whose query
 // was not seen is reported on its own. The owning process of a query is
-// found, best effort, by joining the client port with the kernel's UDP
-// socket table (/proc/net/udp, udp6) and the sockets of /proc/<pid>/fd.
+// found, best effort, when the query is seen: its socket by an exact
+// NETLINK_SOCK_DIAG request (falling back to the UDP socket tables
+// /proc/net/udp and udp6 that netmon reads), then the process holding that
+// socket among /proc/<pid>/fd.
 // Capturing needs CAP_NET_RAW; without it, and on other systems, Run
 // returns an error wrapping ErrUnsupported.
 //
