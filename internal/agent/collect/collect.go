@@ -1,14 +1,15 @@
 // Package collect holds the agent's security event collectors: new
-// network connections (net.connection, from internal/agent/netmon) and
-// system authentication events (auth.login, from the auth log file or
+// network connections (net.connection, from internal/agent/netmon), DNS
+// queries (dns.query, from internal/agent/dnsmon) and system
+// authentication events (auth.login, from the auth log file or
 // journald). Each collector turns what it sees into events and hands them
 // to a Recorder, the daemon's tamper-evident journal, within a bounded
 // rate: what a limit keeps out of the journal is counted and recorded as a
 // policy.denial note, never dropped silently.
 //
 // The parsers (ParseLine, ParseMessage, ParseJournalEntry) are pure
-// functions, safe for concurrent use. RunNet, RunAuth and Follower.Run
-// each block until their context ends; a Follower is used by one
+// functions, safe for concurrent use. RunNet, RunDNS, RunAuth and
+// Follower.Run each block until their context ends; a Follower is used by one
 // goroutine at a time.
 package collect
 
