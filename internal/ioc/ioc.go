@@ -6,7 +6,8 @@
 // input; indicators they cannot use are skipped and counted in Result rather
 // than failing the whole feed. A Matcher is an immutable snapshot built from
 // a set of indicators and is safe for concurrent use; a Set holds indicators
-// per source and publishes a rebuilt Matcher on every change.
+// per source and publishes a rebuilt Matcher on every change. A Batch, which
+// gathers observations to match together, is not safe for concurrent use.
 package ioc
 
 import (

@@ -14,11 +14,12 @@ import (
 // immutable snapshot, safe for concurrent use; build a new one (or use a
 // Set) when the indicators change.
 //
-// Exact addresses, domains, URLs and hashes are looked up in hash tables; CIDR
-// prefixes are flattened into sorted, disjoint ranges searched by binary
-// search, each range pointing at its most specific prefix. Expired
-// indicators never match: expiry is checked at match time against the
-// clock given to Build.
+// Exact addresses, domains and hashes are looked up in bucketised hash
+// tables (see table), URLs in a map; CIDR prefixes are flattened into
+// sorted, disjoint ranges searched by binary search, each range pointing at
+// its most specific prefix. Expired indicators never match: expiry is
+// checked at match time against the clock given to Build. MatchBatch
+// matches many observations at once, overlapping their memory reads.
 type Matcher struct {
 	now  func() time.Time
 	inds []Indicator
