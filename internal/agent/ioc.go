@@ -213,7 +213,6 @@ func (d *daemon) iocLoop(ctx context.Context, st *iocState, cached *iocSet) {
 	failures := 0
 	for {
 		changed, err := d.fetchIoC(ctx, st)
-		st.fetchOnce.Do(func() { close(st.fetched) })
 		if ctx.Err() != nil {
 			return
 		}
@@ -233,6 +232,7 @@ func (d *daemon) iocLoop(ctx context.Context, st *iocState, cached *iocSet) {
 		default:
 			failures = 0
 		}
+		st.fetchOnce.Do(func() { close(st.fetched) })
 		for {
 			wait := delay
 			if !st.expiry.IsZero() {
@@ -334,6 +334,9 @@ func (d *daemon) enforceIoC(ctx context.Context, st *iocState, action string, st
 	}
 	st.exempt = d.serverAddrs(ctx, st.exempt)
 	res, err := st.blocker.Apply(ctx, ps, st.exempt)
+	if err != nil && ctx.Err() != nil {
+		return // stopping: nft was cut short, its transaction not committed
+	}
 	if err != nil {
 		st.expiry = time.Time{}
 		d.log.Error("ioc: installing the block rules failed; matches are flagged only", "err", err)

@@ -21,6 +21,7 @@ import (
 	"github.com/bulwark-iot/bulwark/internal/agent/iocblock"
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/events"
+	"github.com/bulwark-iot/bulwark/internal/server"
 	"github.com/bulwark-iot/bulwark/internal/server/servertest"
 )
 
@@ -437,5 +438,58 @@ func TestIoCBlockUnavailable(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, iocBlockMarker)); !os.IsNotExist(err) {
 		t.Fatalf("block marker without a table: %v", err)
+	}
+}
+
+// TestIoCBlockFromServer (root): under a server whose policy is block, the
+// agent's first fetch installs the table (in a network namespace) with
+// the server's IP and CIDR indicators, and the switch from flag is
+// journalled.
+func TestIoCBlockFromServer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	ctx := context.Background()
+	var rb [4]byte
+	rand.Read(rb[:])
+	ns := "bwioc-srv-" + hex.EncodeToString(rb[:])
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	nft := []string{"ip", "netns", "exec", ns, "nft"}
+
+	ts := servertest.Start(t, servertest.Options{Config: server.Config{IoC: server.IoCConfig{DeviceAction: api.IoCActionBlock}}})
+	dir := filepath.Join(t.TempDir(), "state")
+	if _, err := Enroll(ctx, EnrollOptions{StateDir: dir, Server: ts.URL, Token: ts.EnrollToken(t, 1, ""), CAPEM: ts.CAPEM, TPM: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	importIoC(t, ts, "lab", "198.51.100.66\n203.0.113.0/24\n2001:db8::/48\nevil.example.com\n")
+	d := openDaemon(t, dir, IoCConfig{NFT: nft, Interval: time.Hour})
+	last := d.ev.j.LastSeq()
+	stop := d.startIoC(ctx)
+	waitFetched(t, d)
+	stop()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", iocblock.Table).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v: %s", err, out)
+	}
+	for _, want := range []string{"198.51.100.66", "203.0.113.0/24", "2001:db8::/48", "ip daddr @block4", "ip saddr @block4", "ip6 daddr @block6"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("table lacks %s:\n%s", want, out)
+		}
+	}
+	var change *events.ConfigChange
+	for _, ev := range journalEvents(t, d, last) {
+		if c, ok := ev.Details.(*events.ConfigChange); ok {
+			change = c
+		}
+	}
+	if change == nil || change.Setting != "ioc_action" || change.Old != api.IoCActionFlag || change.New != api.IoCActionBlock {
+		t.Fatalf("config.change: %+v", change)
+	}
+	// Removing the table (the policy back to flag) is TestIoCBlockFromCacheThenFlag's.
+	if err := (&iocblock.Blocker{Command: nft}).Remove(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
