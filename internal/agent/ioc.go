@@ -335,7 +335,7 @@ func (d *daemon) enforceIoC(ctx context.Context, st *iocState, action string, st
 	st.exempt = d.serverAddrs(ctx, st.exempt)
 	res, err := st.blocker.Apply(ctx, ps, st.exempt)
 	if err != nil && ctx.Err() != nil {
-		return // stopping: nft was cut short, its transaction not committed
+		return // stopping: nft was cut short (its transaction is all or nothing)
 	}
 	if err != nil {
 		st.expiry = time.Time{}
