@@ -148,10 +148,26 @@ func (d *daemon) runEvents(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.ev.fwd.Run(ctx) })
+	wg.Go(d.verifyJournal)
 	return func() {
 		cancel()
 		wg.Wait()
 	}
+}
+
+// verifyJournal checks the journal's hash chain and signed checkpoints as
+// found on disk at start. Opening it reads only the newest records, so a
+// record altered while the agent was stopped (one the server has already
+// received, or one it has not) is found here: it is recorded as a failed
+// journal integrity check, which raises an alert on the server.
+func (d *daemon) verifyJournal() {
+	err := d.ev.j.Verify()
+	if err == nil {
+		d.log.Debug("the event journal's hash chain verified")
+		return
+	}
+	d.log.Error("the event journal failed verification: records were altered, removed or reordered", "err", err)
+	d.recordEvent(events.TypeIntegrityResult, events.SeverityHigh, events.IntegrityResult{Check: "journal", Outcome: "fail", Actual: trim(err.Error(), 1024)})
 }
 
 // closeEvents closes the journal (after the forwarder stopped).

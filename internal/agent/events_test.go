@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/bulwark-iot/bulwark/internal/events"
@@ -68,5 +70,61 @@ func TestEventJournalOpen(t *testing.T) {
 	}
 	if aside, _ := filepath.Glob(jdir + ".broken-*"); len(aside) != 1 {
 		t.Fatalf("broken journal kept in %v", aside)
+	}
+}
+
+// TestJournalVerifiedAtStart: a record altered on disk while the agent was
+// stopped, which opening the journal does not read, is found by the
+// verification at start and recorded as a failed journal check.
+func TestJournalVerifiedAtStart(t *testing.T) {
+	srv := newServer(t)
+	dir := t.TempDir()
+	st := enroll(t, srv, dir, false)
+	open := func() *daemon {
+		d := &daemon{cfg: testConfig(dir).withDefaults(), log: slog.New(slog.DiscardHandler), dir: dir}
+		if err := d.load(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.openEvents(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.closeEvents)
+		return d
+	}
+	d := open()
+	for _, p := range []string{"/etc/first", "/etc/second", "/etc/third"} {
+		d.recordEvent(events.TypeIntegrityResult, events.SeverityInformational, events.IntegrityResult{Check: "file", Outcome: "pass", Path: p})
+	}
+	d.verifyJournal()
+	if got := journalTypes(t, d); len(got) != 4 {
+		t.Fatalf("an intact journal failed verification: %v", got)
+	}
+	d.closeEvents()
+
+	segs, _ := filepath.Glob(filepath.Join(eventsDir(dir, st.DeviceID), "seg-*.log"))
+	b, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered := bytes.Replace(b, []byte("/etc/second"), []byte("/etc/SECOND"), 1)
+	if bytes.Equal(altered, b) {
+		t.Fatal("the record to alter is not in the first segment")
+	}
+	if err := os.WriteFile(segs[0], altered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d = open()
+	d.verifyJournal()
+	recs, err := d.ev.j.Read(5, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("records after verification: %d, %v", len(recs), err)
+	}
+	ev, err := events.Decode(recs[0].Event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, ok := ev.Details.(*events.IntegrityResult)
+	if !ok || ev.Type != events.TypeIntegrityResult || res.Check != "journal" || res.Outcome != "fail" || !strings.Contains(res.Actual, "record 3") {
+		t.Fatalf("recorded %s %+v, want a failed journal check naming record 3", ev.Type, ev.Details)
 	}
 }
