@@ -169,6 +169,13 @@ func (m *Matcher) MatchBatch(b *Batch) {
 				}
 			}
 		}
+		if len(m.cidr4.seg4) > 0 { // the first IPv4 range in each query's /16
+			for i := range qs {
+				if q := &qs[i]; q.kind == qIP4 {
+					sink += m.cidr4.seg4[min(int(m.cidr4.idx4[q.k4>>16]), len(m.cidr4.seg4)-1)].start
+				}
+			}
+		}
 		for i := range qs {
 			q := &qs[i]
 			var v uint32 = emptyVal
@@ -226,7 +233,7 @@ func (m *Matcher) MatchBatch(b *Batch) {
 			q := &qs[i]
 			switch q.kind {
 			case qIP4:
-				b.res = m.appendIP4(b.res, q.k4, q.h)
+				b.res = m.appendIP4Prefix(b.res, q.k4, q.h, q.cid)
 			case qIP6:
 				b.res = m.appendIP6(b.res, q.k6, q.h)
 			case qDigest:

@@ -499,14 +499,21 @@ func (m *Matcher) AppendIP(dst []Indicator, a netip.Addr) []Indicator {
 
 // appendIP4 is AppendIP for the IPv4 address k with hash h.
 func (m *Matcher) appendIP4(dst []Indicator, k uint32, h uint64) []Indicator {
+	id := int32(-1)
+	if len(m.cidr4.seg4) > 0 {
+		id = m.cidr4.lookup4(k)
+	}
+	return m.appendIP4Prefix(dst, k, h, id)
+}
+
+// appendIP4Prefix is appendIP4 given id = m.cidr4.lookup4(k), or -1 if
+// there are no IPv4 prefixes.
+func (m *Matcher) appendIP4Prefix(dst []Indicator, k uint32, h uint64, id int32) []Indicator {
 	c := matchCtx{m: m}
 	if v, ok := m.ip4.get(h, k, k); ok {
 		dst = c.val(dst, v)
 	}
-	if len(m.cidr4.seg4) == 0 {
-		return dst
-	}
-	for id := m.cidr4.lookup4(k); id >= 0; {
+	for id >= 0 {
 		p := &m.cidr4.pfx[id]
 		dst = c.chain(dst, p.head, p.expires)
 		id = p.parent
