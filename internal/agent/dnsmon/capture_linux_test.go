@@ -177,10 +177,44 @@ func TestCaptureLoopback(t *testing.T) {
 			n++
 		}
 	}
-	lost := h.r.lost
+	lost := len(h.r.lost)
 	h.mu.Unlock()
-	if n != 1 || len(lost) != 0 {
-		t.Fatalf("%d app.test.example queries, lost %v", n, lost)
+	if n != 1 || lost != 0 {
+		t.Fatalf("%d app.test.example queries, lost %v", n, h.r.lost)
+	}
+
+	// The filter keeps other ports out; what reaches the DNS port and is
+	// not DNS is counted, once.
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	o, err := net.DialUDP("udp", nil, other.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	o.Write([]byte("not dns, another port"))
+	c.Write([]byte("not dns"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		lost := h.r.lost[LostMalformed]
+		h.mu.Unlock()
+		if lost == 1 {
+			break
+		}
+		if lost > 1 || time.Now().After(deadline) {
+			t.Fatalf("%d malformed packets counted, want 1", lost)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.r.lost[LostMalformed] != 1 || len(h.r.lost) != 1 {
+		t.Fatalf("lost %v", h.r.lost)
 	}
 }
 
