@@ -165,7 +165,11 @@ func (m *Matcher) MatchBatch(b *Batch) {
 					k := unsafe.String(&name[off], len(name)-int(off))
 					h := m.h.str(k)
 					b.dom = append(b.dom, domainProbe{off: int32(base) + int32(off), len: int32(len(k)), h: h})
-					sink += m.domains.touch(h)
+					if len(k) <= maxShortName {
+						sink += m.domains.touch(h)
+					} else {
+						sink += m.longDom.touch(h)
+					}
 				}
 			}
 		}
@@ -206,7 +210,11 @@ func (m *Matcher) MatchBatch(b *Batch) {
 					p := &b.dom[int(q.lo)+j]
 					var pv uint32
 					var slot int
-					pv, slot, s = m.domains.touchSlot(p.h, fpOf(p.h))
+					if p.len <= maxShortName {
+						pv, slot, s = m.domains.touchSlot(p.h, fpOf(p.h))
+					} else {
+						pv, slot, s = m.longDom.touchSlot(p.h, fpOf(p.h))
+					}
 					sink += s + m.touchVal(pv)
 					p.slot = int32(slot)
 				}
@@ -221,8 +229,8 @@ func (m *Matcher) MatchBatch(b *Batch) {
 				}
 			case qDomain:
 				for _, p := range b.dom[q.lo : q.lo+int32(q.n)] {
-					if p.slot >= 0 {
-						if k := m.domains.keys[p.slot]; len(k) > 0 {
+					if p.slot >= 0 && p.len > maxShortName { // the text of a long name
+						if k := m.longDom.keys[p.slot]; len(k) > 0 {
 							sink += uint32(k[0])
 						}
 					}

@@ -174,7 +174,7 @@ func randomIndicators(r *rand.Rand, n int, t0 time.Time) (inds []Indicator, ips 
 	ip6 := func() netip.Addr {
 		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(r.IntN(8))})
 	}
-	labels := []string{"a", "b", "example", "com", "org"}
+	labels := []string{"a", "b", "example", "com", "org", "a-label-of-twenty-ch"} // some names longer than maxShortName
 	dom := func() string {
 		parts := make([]string, 1+r.IntN(4))
 		for i := range parts {
