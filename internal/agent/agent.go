@@ -500,6 +500,9 @@ func (d *daemon) Status() localapi.Status {
 		st.Installed = d.updates.installed()
 		st.LastUpdate = d.updates.lastReport()
 	}
+	if d.iocs != nil {
+		st.IoC = d.iocs.status()
+	}
 	return st
 }
 

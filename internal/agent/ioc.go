@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/iocblock"
+	"github.com/bulwark-iot/bulwark/internal/agent/localapi"
 	"github.com/bulwark-iot/bulwark/internal/agent/state"
 	"github.com/bulwark-iot/bulwark/internal/api"
 	"github.com/bulwark-iot/bulwark/internal/deviceclient"
@@ -106,6 +107,9 @@ type iocActive struct {
 type iocState struct {
 	active  atomic.Pointer[iocActive]
 	blocker *iocblock.Blocker
+	// blocking is what status shows of the block rules: "off",
+	// "installed" or "failed: <reason>".
+	blocking atomic.Pointer[string]
 
 	// Loop-owned.
 	etag      string        // version of the set held, for If-None-Match
@@ -148,7 +152,9 @@ func (d *daemon) startIoC(ctx context.Context) (stop func()) {
 	}
 	_, err = os.Stat(filepath.Join(d.dir, iocBlockMarker))
 	st.installed = err == nil
+	d.mu.Lock() // Status reads it under d.mu; recordEvent's readers start later
 	d.iocs = st
+	d.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.iocLoop(ctx, st, set) })
@@ -304,6 +310,7 @@ func (d *daemon) enforceIoC(ctx context.Context, st *iocState, action string, st
 	}
 	if action != api.IoCActionBlock || d.cfg.IoC.BlockOff {
 		st.expiry = time.Time{}
+		st.setBlocking("off")
 		if !st.installed {
 			return // nothing of ours to remove
 		}
@@ -340,6 +347,7 @@ func (d *daemon) enforceIoC(ctx context.Context, st *iocState, action string, st
 	if err != nil {
 		st.expiry = time.Time{}
 		d.log.Error("ioc: installing the block rules failed; matches are flagged only", "err", err)
+		st.setBlocking(trim("failed: "+err.Error(), 256))
 		if msg := err.Error(); msg != st.blockErr {
 			st.blockErr = msg
 			d.recordEvent(events.TypeConfigChange, events.SeverityMedium, events.ConfigChange{
@@ -353,10 +361,28 @@ func (d *daemon) enforceIoC(ctx context.Context, st *iocState, action string, st
 		st.blockErr = ""
 	}
 	d.markBlockInstalled(st, true)
+	st.setBlocking("installed")
 	d.log.Info("ioc: block rules installed", "table", "inet "+iocblock.Table, "prefixes", res.Prefixes, "exempt", len(st.exempt))
 	if res.Omitted > 0 {
 		d.log.Warn("ioc: more prefixes than the block limit; the rest are flagged only", "omitted", res.Omitted)
 	}
+}
+
+func (st *iocState) setBlocking(v string) { st.blocking.Store(&v) }
+
+// status reports the set in use and the state of the block rules.
+func (st *iocState) status() *localapi.IoCStatus {
+	out := &localapi.IoCStatus{Blocking: "off"}
+	if b := st.blocking.Load(); b != nil {
+		out.Blocking = *b
+	}
+	if a := st.active.Load(); a != nil {
+		out.Version, out.Action = a.version, a.action
+		if a.m != nil {
+			out.Indicators = a.m.Len()
+		}
+	}
+	return out
 }
 
 // markBlockInstalled records whether the table is installed.

@@ -436,6 +436,9 @@ func TestIoCBlockUnavailable(t *testing.T) {
 	if want := "config.change net.connection ioc.match"; strings.Join(got, " ") != want {
 		t.Fatalf("journal: %v, want %s", got, want)
 	}
+	if st := d.iocs.status(); st.Version != "cached-2" || st.Indicators != 1 || !strings.HasPrefix(st.Blocking, "failed: ") {
+		t.Errorf("status: %+v, want the cached set with blocking failed", st)
+	}
 	if _, err := os.Stat(filepath.Join(dir, iocBlockMarker)); !os.IsNotExist(err) {
 		t.Fatalf("block marker without a table: %v", err)
 	}
@@ -470,6 +473,9 @@ func TestIoCBlockFromServer(t *testing.T) {
 	stop := d.startIoC(ctx)
 	waitFetched(t, d)
 	stop()
+	if st := d.iocs.status(); st.Version == "" || st.Indicators != 4 || st.Action != api.IoCActionBlock || st.Blocking != "installed" {
+		t.Errorf("status: %+v, want the set's version, 4 indicators, action block, blocking installed", st)
+	}
 	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", iocblock.Table).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list: %v: %s", err, out)

@@ -371,6 +371,16 @@ func printStatus(w io.Writer, st *localapi.Status, now time.Time) {
 		line("Last error", st.LastError+" ("+ts(st.LastErrorAt)+")")
 	}
 	line("Pending acks", fmt.Sprint(st.PendingAcks))
+	if st.IoC != nil {
+		v := fmt.Sprintf("%d indicators", st.IoC.Indicators)
+		if st.IoC.Version != "" {
+			v += ", version " + st.IoC.Version
+		}
+		if st.IoC.Action != "" {
+			v += ", action " + st.IoC.Action
+		}
+		line("IoC set", v+", blocking "+st.IoC.Blocking)
+	}
 	line("Revoked", map[bool]string{true: "YES: the server has revoked this device", false: "no"}[st.Revoked])
 	if st.Health != nil {
 		line("Health", st.Health.Status)

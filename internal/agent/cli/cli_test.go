@@ -171,11 +171,12 @@ func TestEnrollRunStatus(t *testing.T) {
 	}
 	st = localapi.Status{}
 	json.Unmarshal([]byte(stdout), &st)
-	if !st.DaemonRunning || st.DeviceID != id || st.LastCheckinResult != "ok" || st.Health == nil || st.AgentVersion == "" {
+	if !st.DaemonRunning || st.DeviceID != id || st.LastCheckinResult != "ok" || st.Health == nil || st.AgentVersion == "" ||
+		st.IoC == nil || st.IoC.Blocking != "off" {
 		t.Errorf("status = %+v", st)
 	}
 	code, stdout, _ = run(t, "status", "--state", dir)
-	for _, want := range []string{"Device ID:", id, "Last check-in:", "(ok)", "Revoked:", "Health:", "identity", "Certificate:"} {
+	for _, want := range []string{"Device ID:", id, "Last check-in:", "(ok)", "Revoked:", "Health:", "identity", "Certificate:", "IoC set:", "blocking off"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status text lacks %q:\n%s", want, stdout)
 		}

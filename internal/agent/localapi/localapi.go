@@ -61,6 +61,23 @@ type Status struct {
 	// installs; LastUpdate is the outcome of the last update.
 	Installed  []Installed   `json:"installed,omitempty"`
 	LastUpdate *UpdateReport `json:"last_update,omitempty"`
+
+	// IoC is the indicator set the agent matches events against; nil
+	// when matching is off.
+	IoC *IoCStatus `json:"ioc,omitempty"`
+}
+
+// IoCStatus describes the agent's indicator set (docs/ioc.md, "On the
+// device").
+type IoCStatus struct {
+	// Version of the set in use ("" before the first set).
+	Version    string `json:"version,omitempty"`
+	Indicators int    `json:"indicators"`
+	// Action is the fleet's policy: "flag" or "block".
+	Action string `json:"action,omitempty"`
+	// Blocking is "off", "installed" (nftables rules in place) or
+	// "failed: <reason>" (matches are flagged only).
+	Blocking string `json:"blocking"`
 }
 
 // Installed is a product's active version.
