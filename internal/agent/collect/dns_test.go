@@ -264,3 +264,28 @@ func TestDNSCapture(t *testing.T) {
 		t.Fatalf("unanswered query: %+v", d)
 	}
 }
+
+// BenchmarkDNSRecord measures the collector's work per query reported by
+// the monitor: the coalescing key, the limit and the conversion to a
+// dns.query event (distinct queries, all recorded; the journal not
+// included).
+func BenchmarkDNSRecord(b *testing.B) {
+	qs := make([]dnsmon.Query, 1024)
+	for i := range qs {
+		qs[i] = dnsQ("/usr/bin/curl", fmt.Sprintf("host%d.example.com", i), "cdn.example.net", "198.51.100.1", "198.51.100.2")
+	}
+	lim := newDNSLimiter(time.Hour, 1<<30)
+	rec := RecordFunc(func(string, int, any) {})
+	i := 0
+	for b.Loop() {
+		q := &qs[i%len(qs)]
+		q.ID = uint16(i)
+		if i%len(qs) == 0 {
+			lim.roll(testTime, true, rec)
+		}
+		if lim.admit(testTime, q) {
+			rec.Record(events.TypeDNSQuery, events.SeverityInformational, dnsQuery(q))
+		}
+		i++
+	}
+}
