@@ -120,6 +120,7 @@ func (d *daemon) openEvents() error {
 		d.recordEvent(events.TypeEnrolment, events.SeverityInformational, events.Enrolment{Outcome: "success", Server: server, CertSerial: serial})
 		d.markIdentity(serial)
 	}
+	d.recordConfigDrift()
 	return nil
 }
 

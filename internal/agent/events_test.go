@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,5 +127,74 @@ func TestJournalVerifiedAtStart(t *testing.T) {
 	res, ok := ev.Details.(*events.IntegrityResult)
 	if !ok || ev.Type != events.TypeIntegrityResult || res.Check != "journal" || res.Outcome != "fail" || !strings.Contains(res.Actual, "record 3") {
 		t.Fatalf("recorded %s %+v, want a failed journal check naming record 3", ev.Type, ev.Details)
+	}
+}
+
+// TestConfigDrift: a security setting changed between runs is journalled
+// as a local config.change (which raises config.drift), once; the first
+// run only keeps the settings.
+func TestConfigDrift(t *testing.T) {
+	srv := newServer(t)
+	dir := t.TempDir()
+	enroll(t, srv, dir, false)
+	open := func(change func(*Config)) *daemon {
+		cfg := testConfig(dir)
+		change(&cfg)
+		d := &daemon{cfg: cfg.withDefaults(), log: slog.New(slog.DiscardHandler), dir: dir}
+		if err := d.load(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.openEvents(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.closeEvents)
+		return d
+	}
+	changes := func(d *daemon) []events.ConfigChange {
+		recs, err := d.ev.j.Read(1, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []events.ConfigChange
+		for _, r := range recs {
+			ev, err := events.Decode(r.Event)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, ok := ev.Details.(*events.ConfigChange); ok {
+				out = append(out, *c)
+			}
+		}
+		return out
+	}
+	d := open(func(c *Config) { c.IntegrityPaths = []string{"/etc", "/usr/bin"} })
+	if got := changes(d); len(got) != 0 {
+		t.Fatalf("first run journalled %+v", got)
+	}
+	d.closeEvents()
+	d = open(func(c *Config) { c.IntegrityPaths = []string{"/etc", "/usr/bin"} })
+	if got := changes(d); len(got) != 0 {
+		t.Fatalf("an unchanged run journalled %+v", got)
+	}
+	d.closeEvents()
+	d = open(func(c *Config) {
+		c.IntegrityPaths = []string{"/etc"}
+		c.Collectors.NetOff = true
+	})
+	got := changes(d)
+	want := []events.ConfigChange{
+		{Setting: "collectors.net", Old: "on", New: "off", Source: "local"},
+		{Setting: "integrity.paths", Old: "/etc,/usr/bin", New: "/etc", Source: "local"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("journalled %+v, want %+v", got, want)
+	}
+	d.closeEvents()
+	d = open(func(c *Config) {
+		c.IntegrityPaths = []string{"/etc"}
+		c.Collectors.NetOff = true
+	})
+	if got := changes(d); len(got) != 2 {
+		t.Fatalf("the same settings again journalled more: %+v", got)
 	}
 }

@@ -85,6 +85,11 @@ func TestRules(t *testing.T) {
 			RuleJournalTamper, events.SeverityHigh, "", "chain broken at seq 21 (prev_hash_mismatch)"},
 		{"auth success", eventSignal(t, 11, events.TypeAuthLogin, events.AuthLogin{Activity: "logon", Outcome: "success", Service: "ssh", User: "root"}, t0), "", 0, "", ""},
 		{"one auth failure", eventSignal(t, 12, events.TypeAuthLogin, events.AuthLogin{Activity: "logon", Outcome: "failure", Service: "ssh", User: "root"}, t0), "", 0, "", ""},
+		{"local config change", eventSignal(t, 14, events.TypeConfigChange, events.ConfigChange{Setting: "collectors.net", Old: "on", New: "off", Source: "local"}, t0),
+			RuleConfigDrift, events.SeverityMedium, "collectors.net", "Setting collectors.net changed on the device from on to off"},
+		{"server config change", eventSignal(t, 15, events.TypeConfigChange, events.ConfigChange{Setting: "ioc_action", Old: "flag", New: "block", Source: "server"}, t0), "", 0, "", ""},
+		{"wipe", eventSignal(t, 16, events.TypeDeviceCommand, events.DeviceCommand{Action: "wipe", Outcome: "success", CommandID: "cmd-1"}, t0),
+			RuleDeviceCommand, events.SeverityMedium, "wipe", "Device wipe: success (command cmd-1)"},
 		{"net connection", eventSignal(t, 13, events.TypeNetConnection, events.NetConnection{Protocol: "tcp", Direction: "outbound", SrcIP: "192.0.2.1", SrcPort: 1, DstIP: "192.0.2.2", DstPort: 2, CommunityID: "1:x"}, t0), "", 0, "", ""},
 	}
 	for _, tt := range tests {

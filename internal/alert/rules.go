@@ -25,6 +25,8 @@ const (
 	RuleJournalGap        = "journal.gap"
 	RuleJournalTamper     = "journal.tamper"
 	RuleAuthBruteForce    = "auth.repeated_failures"
+	RuleConfigDrift       = "config.drift"
+	RuleDeviceCommand     = "device.lock_wipe"
 )
 
 // DefaultRules returns Bulwark's built-in rules (docs/alerts.md).
@@ -82,6 +84,20 @@ func DefaultRules() []Rule {
 			},
 			Key:     []string{"indicator", "target"},
 			Summary: "Indicator of compromise matched: {indicator|target}",
+		},
+		{
+			ID: RuleConfigDrift, Severity: events.SeverityMedium,
+			Description: "A security setting of the device changed locally, not by the server (config.change with source local): e.g. a collector turned off, the integrity monitor narrowed, IoC blocking lifted. One alert per setting.",
+			Match:       []Match{{Type: events.TypeConfigChange, Where: map[string]string{"source": "local"}}},
+			Key:         []string{"setting"},
+			Summary:     "Setting {setting} changed on the device from {old} to {new}",
+		},
+		{
+			ID: RuleDeviceCommand, Severity: events.SeverityMedium,
+			Description: "A lock, unlock or wipe was carried out on the device, or failed (device.command). One alert per action.",
+			Match:       []Match{{Type: events.TypeDeviceCommand}},
+			Key:         []string{"action"},
+			Summary:     "Device {action}: {outcome} (command {command_id}) {error}",
 		},
 		{
 			ID: RuleClockSkew, Severity: events.SeverityLow,
