@@ -51,11 +51,14 @@ func lower8(x uint64) uint64 {
 	return x | upper>>2
 }
 
-// dots8 returns a mask with the high bit set in each byte of x that is '.'.
-func dots8(x uint64) uint64 {
-	y := x ^ '.'*ones
-	return ^((y&^highs + ^uint64(highs)) | y | ^uint64(highs))
+// zeroBytes returns a mask with the high bit set in each byte of x that is
+// zero, and no other bit.
+func zeroBytes(x uint64) uint64 {
+	return ^((x&^highs + ^uint64(highs)) | x | ^uint64(highs))
 }
+
+// dots8 returns a mask with the high bit set in each byte of x that is '.'.
+func dots8(x uint64) uint64 { return zeroBytes(x ^ '.'*ones) }
 
 // lowerDomainInto writes name in lower case to b (len(b) == len(name),
 // at most 253) and the offsets of its dots, in order, to dots, and returns

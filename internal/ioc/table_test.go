@@ -20,7 +20,8 @@ func TestTableRandom(t *testing.T) {
 		universe := uint64(1 + r.IntN(2*n+10))
 		spread := uint64(1 + r.IntN(8)) // distinct high hash halves
 		fps := uint64(1 + r.IntN(4))    // distinct fingerprints
-		hash := func(k uint64) uint64 { return (k%spread)<<60 | k%fps }
+		tags := uint64(1 + r.IntN(3))   // distinct summary tags (0 becomes 1)
+		hash := func(k uint64) uint64 { return (k%spread)<<60 | (k/3%tags)<<32 | k%fps }
 		var tb table[uint64]
 		tb.init(n, false)
 		var groups []group
