@@ -6,10 +6,13 @@ import (
 )
 
 // Batch holds observations to be matched together by Matcher.MatchBatch,
-// which is faster per lookup than matching them one by one: it works out
-// where every lookup will read, touches all those places first so that
-// their cache misses overlap, then does the lookups. Typical use, once per
-// batch of events:
+// which works out where every lookup will read and touches all those
+// places, level by level, before doing the lookups, so that their cache
+// misses overlap. That pays when many lookups hit (7-30 % less CPU per
+// lookup with half of them hitting, docs/benchmarks.md); when nearly all
+// miss, a single lookup reads one cached word and the batch's bookkeeping
+// costs more than it saves. The results are those of the single-lookup
+// methods. Typical use, once per batch of events:
 //
 //	b.Reset()
 //	for each event { q := b.AddIP(addr); ... remember what q refers to }
