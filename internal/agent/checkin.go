@@ -101,6 +101,9 @@ func (d *daemon) checkin(ctx context.Context) bool {
 	d.mu.Unlock()
 	d.log.Debug("checked in", "acks", len(req.Acks), "commands", len(resp.Commands), "renew", resp.RenewCertificate)
 
+	if d.iocs != nil {
+		d.iocs.hint(resp.IoCVersion)
+	}
 	for _, c := range resp.Commands {
 		d.handle(c, "checkin")
 	}

@@ -121,6 +121,27 @@ type iocState struct {
 	expiry    time.Time     // earliest expiry of an installed prefix; zero: none
 	fetched   chan struct{} // closed after the first fetch attempt (tests)
 	fetchOnce sync.Once
+
+	// now wakes the loop to fetch at once: a check-in answer named a
+	// version other than the one held (want).
+	now  chan struct{}
+	want atomic.Pointer[string]
+}
+
+// hint tells the loop the version the server serves now (from a check-in
+// answer); the loop fetches at once when it differs from the one held.
+func (st *iocState) hint(version string) {
+	if version == "" {
+		return
+	}
+	if a := st.active.Load(); a != nil && a.version == version {
+		return
+	}
+	st.want.Store(&version)
+	select {
+	case st.now <- struct{}{}:
+	default:
+	}
 }
 
 // blockPrefix is an IP or CIDR indicator to block, with its expiry.
@@ -141,6 +162,7 @@ func (d *daemon) startIoC(ctx context.Context) (stop func()) {
 	st := &iocState{
 		blocker: &iocblock.Blocker{Command: cfg.NFT, MaxPrefixes: cfg.MaxBlocked},
 		fetched: make(chan struct{}),
+		now:     make(chan struct{}, 1),
 	}
 	set, err := d.loadIoCCache()
 	switch {
@@ -239,26 +261,42 @@ func (d *daemon) iocLoop(ctx context.Context, st *iocState, cached *iocSet) {
 			failures = 0
 		}
 		st.fetchOnce.Do(func() { close(st.fetched) })
-		for {
-			wait := delay
-			if !st.expiry.IsZero() {
-				wait = min(wait, max(time.Until(st.expiry), time.Second))
-			}
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+		d.iocWait(ctx, st, delay)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// iocWait waits delay before the next fetch, installing the block rules
+// again whenever a blocked indicator expires, and ends early when a
+// check-in answer names a version other than the one held.
+func (d *daemon) iocWait(ctx context.Context, st *iocState, delay time.Duration) {
+	for delay > 0 {
+		wait := delay
+		if !st.expiry.IsZero() {
+			wait = min(wait, max(time.Until(st.expiry), time.Second))
+		}
+		t := time.NewTimer(wait)
+		start := time.Now()
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-st.now:
+			t.Stop()
+			if w := st.want.Load(); w != nil && *w != st.etag {
+				d.log.Info("ioc: the server serves a new indicator set; fetching it now", "version", *w)
 				return
-			case <-t.C:
 			}
-			delay -= wait
-			if !st.expiry.IsZero() && !time.Now().Before(st.expiry) {
-				// A blocked indicator expired: install the rest.
-				d.enforceIoC(ctx, st, st.active.Load().action, false)
-			}
-			if delay <= 0 {
-				break
-			}
+			delay -= time.Since(start)
+			continue
+		case <-t.C:
+		}
+		delay -= wait
+		if !st.expiry.IsZero() && !time.Now().Before(st.expiry) {
+			// A blocked indicator expired: install the rest.
+			d.enforceIoC(ctx, st, st.active.Load().action, false)
 		}
 	}
 }

@@ -499,3 +499,58 @@ func TestIoCBlockFromServer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIoCCheckinHint: a check-in answer names the set the server serves;
+// an agent holding another fetches it at once rather than at its next
+// poll (an hour here), so a new indicator reaches the fleet within a
+// check-in interval.
+func TestIoCCheckinHint(t *testing.T) {
+	ctx := context.Background()
+	ts := servertest.Start(t, servertest.Options{})
+	dir := filepath.Join(t.TempDir(), "state")
+	if _, err := Enroll(ctx, EnrollOptions{StateDir: dir, Server: ts.URL, Token: ts.EnrollToken(t, 1, ""), CAPEM: ts.CAPEM, TPM: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	importIoC(t, ts, "blocklist", "198.51.100.66\n")
+	d := openDaemon(t, dir, IoCConfig{NFT: noNFT, Interval: time.Hour})
+	stop := d.startIoC(ctx)
+	defer stop()
+	waitFetched(t, d)
+	first := d.iocs.active.Load().version
+
+	// What checkin does with the answer of a real check-in.
+	checkin := func() {
+		t.Helper()
+		resp, err := d.currentClient().Checkin(ctx, &api.CheckinRequest{Inventory: d.inventory(), Health: d.Health()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.IoCVersion == "" {
+			t.Fatal("the check-in answer names no indicator set version")
+		}
+		d.iocs.hint(resp.IoCVersion)
+	}
+	// A check-in naming the set held changes nothing.
+	checkin()
+	time.Sleep(200 * time.Millisecond)
+	if v := d.iocs.active.Load().version; v != first {
+		t.Fatalf("version changed to %s without a new set", v)
+	}
+
+	importIoC(t, ts, "extra", "evil.example.com\n")
+	want := serverIoCVersion(t, ts, d)
+	if want == first {
+		t.Fatal("the server's version did not change with the set")
+	}
+	checkin()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.iocs.active.Load().version != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent still holds %s 10 s after a check-in named %s", d.iocs.active.Load().version, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := d.iocs.active.Load().m.Len(); n != 2 {
+		t.Fatalf("the new set has %d indicators, want 2", n)
+	}
+}

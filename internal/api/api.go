@@ -152,6 +152,10 @@ type CheckinResponse struct {
 	// Trust is the server's trust in the device: "trusted", "untrusted"
 	// or "quarantined".
 	Trust string `json:"trust,omitempty"`
+	// IoCVersion is the version of the indicator set the device should
+	// hold (GET /device/v1/ioc answers it as the ETag): an agent holding
+	// another fetches the set now instead of at its next poll.
+	IoCVersion string `json:"ioc_version,omitempty"`
 }
 
 // Command is one queued instruction for a device. Devices acknowledge each

@@ -316,6 +316,7 @@ func (s *Server) handleCheckin(w http.ResponseWriter, r *http.Request) error {
 		Update:           update,
 		RenewCertificate: dc.cert.NotAfter.Sub(now) < lifetime/3,
 		Trust:            dc.trust,
+		IoCVersion:       s.ioc.deviceVersion(),
 	}
 	if n := s.attestDue(r.Context(), dc.id, now); n != nil {
 		resp.AttestNonce = n

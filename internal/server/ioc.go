@@ -1064,6 +1064,17 @@ func (d *iocDeviceSet) encode(now time.Time, action string) {
 	})
 }
 
+// deviceVersion is the version of the set GET /device/v1/ioc serves now,
+// told to devices in check-in answers so that a new set reaches them
+// within a check-in interval.
+func (st *iocState) deviceVersion() string {
+	d := st.devSet.Load()
+	if d == nil {
+		return ""
+	}
+	return d.servedVersion(st.s.cfg.IoC.deviceAction())
+}
+
 // servedVersion is the version devices see: the indicators' version
 // bound to the device action, so that a change of either changes the
 // ETag.
