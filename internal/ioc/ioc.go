@@ -11,7 +11,6 @@
 package ioc
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -331,13 +330,9 @@ func decodeHex(dst []byte, s string) bool {
 	if len(s) != 2*len(dst) {
 		return false
 	}
-	i := 0
-	for ; i+4 <= len(dst); i += 4 {
-		v, ok := hex8(load64(s, 2*i))
-		if !ok {
-			return false
-		}
-		binary.LittleEndian.PutUint32(dst[i:], v)
+	i := len(dst) &^ 3
+	if !decodeHex8(dst[:i], s[:2*i]) {
+		return false
 	}
 	bad := byte(0)
 	for ; i < len(dst); i++ {

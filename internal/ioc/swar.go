@@ -20,28 +20,30 @@ func load64(s string, i int) uint64 {
 	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
 }
 
-// hex8 decodes 8 hex digits, either case, held little-endian in x into 4
-// bytes (first digit pair lowest); ok is false if any is not a hex digit.
-func hex8(x uint64) (v uint32, ok bool) {
-	if x&highs != 0 {
-		return 0, false
+// decodeHex8 decodes the hex digits, either case, of s (len(s) ==
+// 2*len(dst), a multiple of 8) into dst eight digits at a time and reports
+// whether all were hex digits.
+func decodeHex8(dst []byte, s string) bool {
+	for i := 0; i+8 <= len(s); i += 8 {
+		x := load64(s, i)
+		// A byte c (< 0x80) is in [lo, hi] iff c+0x80-lo has its high
+		// bit set and c+0x7f-hi has not; no sum carries into the next byte.
+		digit := (x + (0x80-'0')*ones) &^ (x + (0x7f-'9')*ones)
+		l := x | 0x20*ones // folds 'A'-'F' onto 'a'-'f' and nothing else onto them
+		letter := (l + (0x80-'a')*ones) &^ (l + (0x7f-'f')*ones)
+		if x&highs != 0 || (digit|letter)&highs != highs {
+			return false
+		}
+		// Digits are 0x30-0x39, letters 0x41-0x46 or 0x61-0x66: the
+		// value is the low nibble, plus 9 for letters (bit 6 set).
+		n := x&(0x0f*ones) + (x>>6&ones)*9
+		// Pair nibbles: byte 2k becomes digit 2k<<4 | digit 2k+1.
+		n = (n&0x000f000f000f000f)<<4 | n>>8&0x000f000f000f000f
+		n = (n | n>>8) & 0x0000ffff0000ffff
+		n = (n | n>>16) & 0xffffffff
+		binary.LittleEndian.PutUint32(dst[i/2:], uint32(n))
 	}
-	// A byte c (< 0x80) is in [lo, hi] iff c+0x80-lo has its high bit
-	// set and c+0x7f-hi has not; no sum carries into the next byte.
-	digit := (x + (0x80-'0')*ones) &^ (x + (0x7f-'9')*ones)
-	l := x | 0x20*ones // folds 'A'-'F' onto 'a'-'f' and nothing else onto them
-	letter := (l + (0x80-'a')*ones) &^ (l + (0x7f-'f')*ones)
-	if (digit|letter)&highs != highs {
-		return 0, false
-	}
-	// Digits are 0x30-0x39, letters 0x41-0x46 or 0x61-0x66: the value is
-	// the low nibble, plus 9 for letters (bit 6 set).
-	n := x&(0x0f*ones) + (x>>6&ones)*9
-	// Pair nibbles: byte 2k becomes digit 2k<<4 | digit 2k+1.
-	n = (n&(0x000f000f000f000f))<<4 | n>>8&0x000f000f000f000f
-	n = (n | n>>8) & 0x0000ffff0000ffff
-	n = (n | n>>16) & 0xffffffff
-	return uint32(n), true
+	return true
 }
 
 // lower8 returns x with the bytes 'A'-'Z' made lower case.
