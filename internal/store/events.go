@@ -64,6 +64,9 @@ func (s *Store) IngestEvents(ctx context.Context, deviceID string, lo, hi uint64
 		if _, err := tx.exec(ctx, qEnsureHead, deviceID); err != nil {
 			return err
 		}
+		if err := tx.lockEventInserts(ctx); err != nil {
+			return err
+		}
 		q := qReadHead
 		if s.dialect == Postgres {
 			q += ` FOR UPDATE`
@@ -106,6 +109,24 @@ func (s *Store) IngestEvents(ctx context.Context, deviceID string, lo, hi uint64
 		_, err = tx.exec(ctx, qWriteHead, int64(h.LastSeq), h.LastHash, int64(h.CheckpointSeq), h.CheckpointHash, ts(h.CheckpointTime), ts(now), deviceID)
 		return err
 	})
+}
+
+// eventInsertLockKey is the PostgreSQL advisory lock that serialises the
+// transactions inserting events (lockEventInserts).
+const eventInsertLockKey int64 = 0x42756c7761726b01
+
+// lockEventInserts makes the transaction the only one inserting events
+// until it ends, on PostgreSQL (SQLite has one writer anyway). Event ids
+// then become visible in increasing order: the alerter and the SIEM
+// forwarders read new events by id cursor, and without it an id committed
+// after a higher one (two batches committing out of order, or on two
+// server replicas) would be passed over by them for good.
+func (t *Tx) lockEventInserts(ctx context.Context) error {
+	if t.s.dialect != Postgres {
+		return nil
+	}
+	_, err := t.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, eventInsertLockKey)
+	return err
 }
 
 const (

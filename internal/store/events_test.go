@@ -157,3 +157,47 @@ func TestEventsFilterScopePrune(t *testing.T) {
 		}
 	})
 }
+
+// TestEventInsertsSerialised: while one transaction inserting events is
+// open, another waits for it, so event ids become visible in increasing
+// order. The alerter and the SIEM forwarders read new events by id cursor;
+// on PostgreSQL, without the lock, a batch committing after one with
+// higher ids would be passed over by them for good.
+func TestEventInsertsSerialised(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		held, release := make(chan struct{}), make(chan struct{})
+		aDone := make(chan error, 1)
+		go func() {
+			aDone <- s.IngestEvents(ctx, "dev-a", 1, 1, t0, func(h store.EventHead, _ map[uint64]string) (store.EventIngest, error) {
+				close(held)
+				<-release
+				e := ev("dev-a", 1, "auth.login", 1, t0)
+				return store.EventIngest{Head: store.EventHead{DeviceID: "dev-a", LastSeq: 1, LastHash: e.Hash}, Insert: []store.Event{e}}, nil
+			})
+		}()
+		<-held
+		bDone := make(chan error, 1)
+		go func() { bDone <- s.AddServerEvents(ctx, []store.Event{ev("dev-b", 0, "ioc.match", 4, t0)}) }()
+		select {
+		case err := <-bDone:
+			close(release)
+			t.Fatalf("an event insert committed (err %v) while another transaction inserting events was open", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		close(release)
+		if err := <-aDone; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-bDone; err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ListEvents(ctx, store.EventFilter{Ascending: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].DeviceID != "dev-a" || got[1].DeviceID != "dev-b" || got[0].ID >= got[1].ID {
+			t.Fatalf("events in id order: %+v, want dev-a's before dev-b's", got)
+		}
+	})
+}

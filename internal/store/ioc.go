@@ -361,5 +361,10 @@ func (s *Store) AddServerEvents(ctx context.Context, evs []Event) error {
 	for i := range evs {
 		evs[i].Source, evs[i].Seq = EventFromServer, 0
 	}
-	return s.inTx(ctx, func(tx *Tx) error { return tx.insertEvents(ctx, evs) })
+	return s.inTx(ctx, func(tx *Tx) error {
+		if err := tx.lockEventInserts(ctx); err != nil {
+			return err
+		}
+		return tx.insertEvents(ctx, evs)
+	})
 }

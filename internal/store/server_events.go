@@ -6,5 +6,5 @@ import "context"
 // EventFromServer, seq 0), such as a failed attestation.
 func (s *Store) AddServerEvent(ctx context.Context, e Event) error {
 	e.Source, e.Seq = EventFromServer, 0
-	return s.inTx(ctx, func(tx *Tx) error { return tx.insertEvents(ctx, []Event{e}) })
+	return s.AddServerEvents(ctx, []Event{e})
 }
