@@ -148,7 +148,7 @@ func (m *Matcher) MatchBatch(b *Batch) {
 				q.h = m.h.u128(q.k6)
 				sink += m.ip6.touch(q.h)
 			case qDigest:
-				q.h = m.h.digest(q.dig[:])
+				q.h = m.h.digest(q.dig[:q.n])
 				switch q.n {
 				case 32:
 					sink += m.sha256.touch(q.h)

@@ -651,10 +651,11 @@ func (m *Matcher) MatchHash(digest string) []Indicator { return m.AppendHash(nil
 // dst has room.
 func (m *Matcher) AppendHash(dst []Indicator, digest string) []Indicator {
 	var k [32]byte
-	if len(digest) > 2*len(k) || !decodeHex(k[:len(digest)/2], digest) {
+	n := len(digest) / 2
+	if n != 32 && n != 20 && n != 16 || !decodeHex(k[:n], digest) {
 		return dst
 	}
-	return m.appendDigest(dst, len(digest)/2, &k, m.h.digest(k[:]))
+	return m.appendDigest(dst, n, &k, m.h.digest(k[:n]))
 }
 
 // appendDigest is AppendHash for the n-byte digest k (unused bytes zero)

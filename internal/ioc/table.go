@@ -222,9 +222,15 @@ func (h hasher) u32(k uint32) uint64 { return mix64(uint64(k) ^ h.seed64) }
 func (h hasher) u128(k u128) uint64  { return mix64(k.hi ^ mix64(k.lo^h.seed64)) }
 func (h hasher) str(s string) uint64 { return maphash.String(h.seed, s) }
 
-// digest hashes a file digest from its first 16 bytes (so that the
-// fingerprint, the hash's low half, does not repeat the key's own bits).
+// digest hashes a file digest of 16, 20 or 32 bytes, all of them: a feed
+// listing many digests that share a prefix must not make them collide.
 func (h hasher) digest(b []byte) uint64 {
-	_ = b[15]
-	return mix64(be64(b[8:]) ^ mix64(be64(b)^h.seed64))
+	x := mix64(be64(b) ^ h.seed64)
+	for i := 8; i+8 <= len(b); i += 8 {
+		x = mix64(x ^ be64(b[i:]))
+	}
+	if len(b)%8 != 0 {
+		x = mix64(x ^ be64(b[len(b)-8:]))
+	}
+	return x
 }

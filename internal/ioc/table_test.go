@@ -303,3 +303,37 @@ func TestMatcherRandom(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestHashUsesAllBytes checks that digests differing only in their
+// last bytes (a feed can list many such) spread over the table.
+func TestDigestHashUsesAllBytes(t *testing.T) {
+	for _, n := range []int{16, 20, 32} {
+		var inds []Indicator
+		var keys [][]byte
+		for i := range 1000 {
+			b := make([]byte, n)
+			b[n-2], b[n-1] = byte(i>>8), byte(i)
+			keys = append(keys, b)
+			typ := map[int]Type{16: TypeMD5, 20: TypeSHA1, 32: TypeSHA256}[n]
+			inds = append(inds, Indicator{Type: typ, Value: fmt.Sprintf("%x", b), Ref: fmt.Sprint(i)})
+		}
+		m, err := Build(inds, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tb table[struct{}] // the size of the tables built
+		tb.init(len(keys), true)
+		homes := map[int]bool{}
+		for _, k := range keys {
+			homes[tb.home(m.h.digest(k))] = true
+		}
+		if len(homes) < 100 {
+			t.Errorf("%d-byte digests sharing a prefix start at %d buckets of %d", n, len(homes), len(tb.b))
+		}
+		for i, in := range inds {
+			if got := m.MatchHash(in.Value); len(got) != 1 || got[0].Ref != fmt.Sprint(i) {
+				t.Fatalf("MatchHash(%s) = %v", in.Value, got)
+			}
+		}
+	}
+}
