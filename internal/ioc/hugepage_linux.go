@@ -20,6 +20,10 @@ const hugePage = 2 << 20
 // only where asked (transparent_hugepage=madvise). The memory remains the
 // Go heap's: this is only advice, failures (old kernels, THP disabled) are
 // ignored and nothing changes but speed. Arrays under 4 MiB are left alone.
+// The advice outlives the array: once the matcher is collected, the
+// runtime may reuse those pages for other objects, still huge-page backed
+// (as with transparent_hugepage=always), and each advised range is a
+// separate kernel mapping (VMA) until neighbouring ones merge.
 func adviseHuge[T any](s []T, collapse bool) {
 	n := uintptr(cap(s)) * unsafe.Sizeof(*new(T))
 	if n < 2*hugePage {
