@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -234,21 +233,22 @@ func (a *alerter) readDevice(ctx context.Context, deviceID string) error {
 		return err
 	}
 	const page = 500
-	// Events of types no rule looks at (most connection logs) are passed
-	// over without parsing them.
+	// Only events of types a rule looks at are read (most are connection
+	// logs, which none does), up to the newest id stored now; the cursor
+	// then moves past the rest.
+	hi, err := a.s.store.MaxEventID(ctx)
+	if err != nil || hi <= cur {
+		return err
+	}
 	wanted := a.engine.SignalTypes()
 	for {
-		evs, err := a.s.store.ListEvents(ctx, store.EventFilter{DeviceID: deviceID, After: cur, Ascending: true, Limit: page})
+		evs, err := a.s.store.ListEvents(ctx, store.EventFilter{DeviceID: deviceID, Types: wanted, After: cur, AtMost: hi, Ascending: true, Limit: page})
 		if err != nil {
 			return err
 		}
 		var ferr error
 		for i := range evs {
 			e := &evs[i]
-			if !slices.Contains(wanted, e.Type) {
-				cur = e.ID
-				continue
-			}
 			sig, err := alert.FromEvent(e.ID, e.Data, e.ServerTime)
 			if err != nil {
 				a.s.log.Warn("alerts: skipping an event that does not parse", "device", deviceID, "event_id", e.ID, "err", err)
@@ -258,16 +258,20 @@ func (a *alerter) readDevice(ctx context.Context, deviceID string) error {
 			}
 			cur = e.ID
 		}
-		if len(evs) > 0 {
-			if err := a.s.store.SetAlertCursor(ctx, deviceID, cur); err != nil {
-				return err
-			}
-		}
 		if ferr != nil {
+			if len(evs) > 0 {
+				if err := a.s.store.SetAlertCursor(ctx, deviceID, cur); err != nil {
+					return err
+				}
+			}
 			return ferr
 		}
 		if len(evs) < page {
-			return nil
+			// Every event of a wanted type up to hi is read.
+			return a.s.store.SetAlertCursor(ctx, deviceID, hi)
+		}
+		if err := a.s.store.SetAlertCursor(ctx, deviceID, cur); err != nil {
+			return err
 		}
 	}
 }

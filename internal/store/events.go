@@ -216,12 +216,16 @@ type EventFilter struct {
 	// an empty list none.
 	Scope       []string
 	Type        string
+	// Types, when set, limits to events of these types.
+	Types       []string
 	MinSeverity int // severity_id at least this
 	// Since and Until bound the server receipt time: Since <= t < Until.
 	Since, Until time.Time
 	// Before returns events with ID < Before (newest-first paging);
 	// After events with ID > After, oldest first.
 	Before, After int64
+	// AtMost, when above zero, returns events with ID <= AtMost.
+	AtMost int64
 	// Ascending orders by ID ascending (export); the default is newest
 	// first.
 	Ascending bool
@@ -254,6 +258,12 @@ func (f *EventFilter) where() (string, []any) {
 		conds = append(conds, `type = ?`)
 		args = append(args, f.Type)
 	}
+	if len(f.Types) > 0 {
+		conds = append(conds, `type IN (?`+strings.Repeat(", ?", len(f.Types)-1)+`)`)
+		for _, t := range f.Types {
+			args = append(args, t)
+		}
+	}
 	if f.MinSeverity > 0 {
 		conds = append(conds, `severity_id >= ?`)
 		args = append(args, f.MinSeverity)
@@ -274,10 +284,22 @@ func (f *EventFilter) where() (string, []any) {
 		conds = append(conds, `id > ?`)
 		args = append(args, f.After)
 	}
+	if f.AtMost > 0 {
+		conds = append(conds, `id <= ?`)
+		args = append(args, f.AtMost)
+	}
 	if len(conds) == 0 {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// MaxEventID returns the highest event id stored (0 when none). On
+// PostgreSQL every lower id is committed too (lockEventInserts).
+func (s *Store) MaxEventID(ctx context.Context) (int64, error) {
+	var id int64
+	err := s.queryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&id)
+	return id, err
 }
 
 // ListEvents returns one page of events matching f.

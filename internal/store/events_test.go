@@ -201,3 +201,33 @@ func TestEventInsertsSerialised(t *testing.T) {
 		}
 	})
 }
+
+// TestEventsTypesAndAtMost: the filters the alerter reads with.
+func TestEventsTypesAndAtMost(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		ingest(t, s, "dev-1", []store.Event{
+			ev("dev-1", 1, "net.connection", 1, t0), ev("dev-1", 2, "auth.login", 1, t0),
+			ev("dev-1", 3, "net.connection", 1, t0), ev("dev-1", 4, "journal.gap", 3, t0), ev("dev-1", 5, "auth.login", 1, t0),
+		})
+		all, err := s.ListEvents(ctx, store.EventFilter{Ascending: true})
+		if err != nil || len(all) != 5 {
+			t.Fatalf("all: %d, %v", len(all), err)
+		}
+		hi, err := s.MaxEventID(ctx)
+		if err != nil || hi != all[4].ID {
+			t.Fatalf("MaxEventID %d (%v), want %d", hi, err, all[4].ID)
+		}
+		got, err := s.ListEvents(ctx, store.EventFilter{DeviceID: "dev-1", Types: []string{"auth.login", "journal.gap"}, After: all[0].ID, AtMost: all[3].ID, Ascending: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []uint64
+		for _, e := range got {
+			seqs = append(seqs, e.Seq)
+		}
+		if fmt.Sprint(seqs) != "[2 4]" {
+			t.Fatalf("seqs %v, want [2 4]", seqs)
+		}
+	})
+}
