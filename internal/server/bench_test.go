@@ -196,7 +196,10 @@ func benchDst(seq uint64) string {
 func BenchmarkIngest(b *testing.B) {
 	ts := servertest.Start(b, servertest.Options{})
 	loadBenchIndicators(b, ts)
-	const devices = 8
+	devices := 8 // BULWARK_BENCH_INGEST_DEVICES sets another number
+	if v, err := strconv.Atoi(os.Getenv("BULWARK_BENCH_INGEST_DEVICES")); err == nil && v > 0 && v <= 200 {
+		devices = v
+	}
 	tok := ts.EnrollToken(b, 1000, "")
 	round, iocHits := 0, 0
 	b.Run("http", func(b *testing.B) {
