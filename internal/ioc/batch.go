@@ -8,7 +8,7 @@ import (
 // Batch holds observations to be matched together by Matcher.MatchBatch,
 // which works out where every lookup will read and touches all those
 // places, level by level, before doing the lookups, so that their cache
-// misses overlap. That pays when many lookups hit (7-30 % less CPU per
+// misses overlap. That can pay when many lookups hit (0-30 % less CPU per
 // lookup with half of them hitting, docs/benchmarks.md); when nearly all
 // miss, a single lookup reads one cached word and the batch's bookkeeping
 // costs more than it saves. The results are those of the single-lookup
