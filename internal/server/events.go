@@ -95,6 +95,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		lo = min(lo, cp.Seq)
 	}
 
+	// Matched outside the writer; stored with the records they concern.
+	hits := s.ioc.match(dc.id, rows, now)
+	var stored []iocHit
 	var resp api.EventBatchResponse
 	err = s.store.IngestEvents(r.Context(), dc.id, lo, hi, now, func(head store.EventHead, known map[uint64]string) (store.EventIngest, error) {
 		resp = api.EventBatchResponse{ServerTime: now}
@@ -160,13 +163,20 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 				}
 			}
 		}
+		stored = stored[:0]
+		for _, h := range hits {
+			if h.match.EventSeq > head.LastSeq { // a newly stored record's
+				out.Insert = append(out.Insert, h.event)
+				stored = append(stored, h)
+			}
+		}
 		resp.AckedSeq = out.Head.LastSeq
 		return out, nil
 	})
 	if err != nil {
 		return internal(err)
 	}
-	s.afterEventBatch(r.Context(), dc.id, rows, resp.Stored)
+	s.ioc.reportHits(dc.id, stored)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

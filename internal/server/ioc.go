@@ -631,19 +631,27 @@ func (s *jscan) object(field func(key []byte) bool) bool {
 	}
 }
 
-// matchBatch matches the newly stored events of a device against the
-// active indicators (net.connection: the remote address and the process
-// hash; auth.login: the remote address; file.activity: the file hash;
-// process.activity: the executable hash; dns.query: the queried name and
-// each CNAME target, with their parent domains, and each answer address).
-// Each hit is stored as a
-// high-severity ioc.match event of the device and logged. It runs after
-// the batch is committed: a failure to store hits is logged and does not
-// fail the batch.
-func (st *iocState) matchBatch(ctx context.Context, deviceID string, rows []store.Event) {
+// iocHit is an indicator hit in a device's batch: the match and the
+// ioc.match event that records it.
+type iocHit struct {
+	match events.IoCMatch
+	event store.Event
+}
+
+// match matches a batch's records against the active indicators
+// (net.connection: the remote address and the process hash; auth.login:
+// the remote address; file.activity: the file hash; process.activity: the
+// executable hash; dns.query: the queried name and each CNAME target, with
+// their parent domains, and each answer address) and returns the hits
+// with their high-severity ioc.match events (server events; the
+// envelope's seq is the matched record's, the stored row's is 0). It runs
+// before the batch's transaction, outside the single writer; the events
+// of the hits on newly stored records are stored in that transaction, so a
+// hit is never lost to a crash after the batch is acknowledged.
+func (st *iocState) match(deviceID string, rows []store.Event, now time.Time) []iocHit {
 	m := st.matcher.Load()
-	if m.Len() == 0 || len(rows) == 0 {
-		return
+	if m == nil || m.Len() == 0 || len(rows) == 0 {
+		return nil
 	}
 	var hits []events.IoCMatch
 	var buf []ioc.Indicator
@@ -721,10 +729,9 @@ func (st *iocState) matchBatch(ctx context.Context, deviceID string, rows []stor
 		}
 	}
 	if len(hits) == 0 {
-		return
+		return nil
 	}
-	now := st.s.now().UTC().Truncate(time.Microsecond)
-	evs := make([]store.Event, 0, len(hits))
+	out := make([]iocHit, 0, len(hits))
 	for _, h := range hits {
 		ev, err := events.New(events.TypeIoCMatch, deviceID, events.SeverityHigh, now, h)
 		if err != nil {
@@ -737,36 +744,29 @@ func (st *iocState) matchBatch(ctx context.Context, deviceID string, rows []stor
 			st.s.log.Error("ioc: encoding ioc.match event", "device", deviceID, "err", err)
 			continue
 		}
-		evs = append(evs, store.Event{DeviceID: deviceID, Type: events.TypeIoCMatch, SeverityID: ev.SeverityID, DeviceTime: now, ServerTime: now, Data: data})
-		if len(evs) > maxIoCHitLogs {
-			continue
+		out = append(out, iocHit{match: h, event: store.Event{DeviceID: deviceID, Source: store.EventFromServer, Type: events.TypeIoCMatch,
+			SeverityID: ev.SeverityID, DeviceTime: now, ServerTime: now, Data: data}})
+	}
+	return out
+}
+
+// reportHits logs the hits stored with a batch and passes them to the
+// configured callback.
+func (st *iocState) reportHits(deviceID string, hits []iocHit) {
+	for i, h := range hits {
+		if i == maxIoCHitLogs {
+			st.s.log.Warn("ioc: more indicator hits in the batch (stored, not logged one by one)", "device", deviceID, "hits", len(hits), "logged", maxIoCHitLogs)
+			break
 		}
-		st.s.log.Warn("ioc: indicator matched", "device", deviceID, "seq", h.EventSeq, "event_type", h.EventType, "field", h.Field,
-			"observed", h.Observed, "indicator", h.Indicator, "indicator_type", h.IndicatorType, "source", h.Source)
-	}
-	if len(evs) > maxIoCHitLogs {
-		st.s.log.Warn("ioc: more indicator hits in the batch (stored, not logged one by one)", "device", deviceID, "hits", len(evs), "logged", maxIoCHitLogs)
-	}
-	// Store even if the request was cancelled after the batch committed.
-	if err := st.s.store.AddServerEvents(context.WithoutCancel(ctx), evs); err != nil {
-		st.s.log.Error("ioc: storing indicator hits (lost)", "device", deviceID, "hits", len(evs), "err", err)
-		return
+		m := h.match
+		st.s.log.Warn("ioc: indicator matched", "device", deviceID, "seq", m.EventSeq, "event_type", m.EventType, "field", m.Field,
+			"observed", m.Observed, "indicator", m.Indicator, "indicator_type", m.IndicatorType, "source", m.Source)
 	}
 	if on := st.s.cfg.IoC.OnMatch; on != nil {
 		for _, h := range hits {
-			on(deviceID, h)
+			on(deviceID, h.match)
 		}
 	}
-}
-
-// afterEventBatch is called by handleEvents once a batch is committed,
-// with the batch's records in seq order of which the last stored were
-// newly stored (the others were resends, matched when first stored).
-func (s *Server) afterEventBatch(ctx context.Context, deviceID string, rows []store.Event, stored int) {
-	if stored <= 0 || stored > len(rows) {
-		return
-	}
-	s.ioc.matchBatch(ctx, deviceID, rows[len(rows)-stored:])
 }
 
 // IoCSourceView converts a stored source for the API.

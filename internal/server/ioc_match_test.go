@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -54,7 +53,7 @@ func BenchmarkMatchBatch(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := cpu()
 	for b.Loop() {
-		st.matchBatch(context.Background(), "dev", rows)
+		st.match("dev", rows, time.Now())
 	}
 	b.ReportMetric(float64(b.N*len(rows))/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(cpu()-cpu0)/float64(b.N*len(rows)), "cpu-ns/event")
