@@ -59,7 +59,7 @@ type EventIngest struct {
 // Concurrent batches of one device are serialised by the head row.
 func (s *Store) IngestEvents(ctx context.Context, deviceID string, lo, hi uint64, now time.Time,
 	check func(head EventHead, known map[uint64]string) (EventIngest, error)) error {
-	s.prepareWrites(ctx, insertEventsSQL(eventChunk), qEnsureHead, qReadHead, qWriteHead, qKnownHashes)
+	s.prepareWrites(ctx, insertEventsChunkSQL, qEnsureHead, qReadHead, qWriteHead, qKnownHashes)
 	return s.inTx(ctx, func(tx *Tx) error {
 		if _, err := tx.exec(ctx, qEnsureHead, deviceID); err != nil {
 			return err
@@ -140,6 +140,9 @@ const (
 	eventChunk = 100
 )
 
+// insertEventsChunkSQL inserts eventChunk rows.
+var insertEventsChunkSQL = insertEventsSQL(eventChunk)
+
 func insertEventsSQL(n int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO events (` + eventInsertCol + `) VALUES `)
@@ -165,7 +168,7 @@ func (t *Tx) insertEvents(ctx context.Context, evs []Event) error {
 		}
 		var err error
 		if n == eventChunk {
-			_, err = t.exec(ctx, insertEventsSQL(n), args...)
+			_, err = t.exec(ctx, insertEventsChunkSQL, args...)
 		} else {
 			_, err = t.tx.ExecContext(ctx, t.s.rebind(insertEventsSQL(n)), args...)
 		}
