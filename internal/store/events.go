@@ -217,8 +217,8 @@ type EventFilter struct {
 	Group    string
 	// Scope limits to devices of these groups; nil means every device,
 	// an empty list none.
-	Scope       []string
-	Type        string
+	Scope []string
+	Type  string
 	// Types, when set, limits to events of these types.
 	Types       []string
 	MinSeverity int // severity_id at least this
