@@ -1,16 +1,10 @@
 package dnsmon
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io"
 	"net/netip"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/netmon"
@@ -22,8 +16,6 @@ const (
 	// sockets not yet known, which cost the most: a token bucket.
 	scansPerSecond = 10
 	scanBurst      = 10
-	// maxCache bounds each cache; a full one is emptied.
-	maxCache = 4096
 )
 
 // owners finds the process owning a UDP socket by its local address:
@@ -33,23 +25,14 @@ type owners struct {
 	root     string
 	now      func() time.Time
 	socks    []netmon.Socket
-	inodePID map[uint64]int
+	proc     *netmon.ProcIndex // socket inode -> process, executables, users
 	lastScan time.Time
 	tokens   float64
-	hashes   map[exeKey]string
-	users    map[uint32]string
-	link     []byte
 	diag     *udpDiag // nil once sock_diag is found not to support UDP
 }
 
-type exeKey struct {
-	dev, ino            uint64
-	mtimeSec, mtimeNsec int64
-	size                int64
-}
-
 func newOwners(root string, now func() time.Time) *owners {
-	return &owners{root: root, now: now, inodePID: map[uint64]int{}, hashes: map[exeKey]string{}, users: map[uint32]string{}, link: make([]byte, 64), diag: newUDPDiag()}
+	return &owners{root: root, now: now, proc: netmon.NewProcIndex(root), diag: newUDPDiag()}
 }
 
 // lookup returns the owner of the UDP socket of client that talks to
@@ -59,21 +42,21 @@ func (o *owners) lookup(client, server netip.AddrPort) Process {
 	if !ok {
 		return Process{}
 	}
-	p := Process{UID: s.UID, User: o.user(s.UID)}
-	pid, ok := o.inodePID[s.Inode]
+	p := Process{UID: s.UID, User: o.proc.User(s.UID)}
+	pid, ok := o.proc.Owner(s.Inode)
 	if !ok {
 		now := o.now()
 		o.tokens = min(scanBurst, o.tokens+now.Sub(o.lastScan).Seconds()*scansPerSecond)
 		o.lastScan = now
 		if o.tokens >= 1 {
 			o.tokens--
-			o.scan()
-			pid, ok = o.inodePID[s.Inode]
+			o.proc.Scan()
+			pid, ok = o.proc.Owner(s.Inode)
 		}
 	}
 	if ok {
 		p.PID = pid
-		p.Exe, p.ExeSHA256 = o.exe(pid)
+		p.Exe, p.ExeSHA256 = o.proc.Exe(pid)
 	}
 	return p
 }
@@ -123,90 +106,6 @@ func (o *owners) procSocket(client netip.AddrPort) (netmon.Socket, bool) {
 		}
 	}
 	return wild, found
-}
-
-var socketPrefix = []byte("socket:[")
-
-// scan rebuilds the inode -> pid map from /proc/<pid>/fd.
-func (o *owners) scan() {
-	clear(o.inodePID)
-	d, err := os.Open(o.root)
-	if err != nil {
-		return
-	}
-	names, _ := d.Readdirnames(-1)
-	d.Close()
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil || pid <= 0 {
-			continue
-		}
-		f, err := os.Open(filepath.Join(o.root, name, "fd"))
-		if err != nil {
-			continue
-		}
-		fds, _ := f.Readdirnames(-1)
-		dfd := int(f.Fd())
-		for _, fd := range fds {
-			n, err := unix.Readlinkat(dfd, fd, o.link)
-			if err != nil || n < len(socketPrefix)+2 || !bytes.HasPrefix(o.link[:n], socketPrefix) || o.link[n-1] != ']' {
-				continue
-			}
-			if ino, err := strconv.ParseUint(string(o.link[len(socketPrefix):n-1]), 10, 64); err == nil {
-				o.inodePID[ino] = pid
-			}
-		}
-		f.Close()
-	}
-}
-
-// exe returns the executable path and SHA-256 of pid, hashing each file
-// once per (device, inode, mtime, size).
-func (o *owners) exe(pid int) (string, string) {
-	link := filepath.Join(o.root, strconv.Itoa(pid), "exe")
-	path, err := os.Readlink(link)
-	if err != nil {
-		return "", ""
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(link, &st); err != nil {
-		return path, ""
-	}
-	k := exeKey{dev: st.Dev, ino: st.Ino, mtimeSec: st.Mtim.Sec, mtimeNsec: st.Mtim.Nsec, size: st.Size}
-	if h, ok := o.hashes[k]; ok {
-		return path, h
-	}
-	f, err := os.Open(link)
-	if err != nil {
-		return path, ""
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return path, ""
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if len(o.hashes) >= maxCache {
-		clear(o.hashes)
-	}
-	o.hashes[k] = sum
-	return path, sum
-}
-
-// user returns the name of uid, or the uid in decimal.
-func (o *owners) user(uid uint32) string {
-	if n, ok := o.users[uid]; ok {
-		return n
-	}
-	name := strconv.FormatUint(uint64(uid), 10)
-	if u, err := user.LookupId(name); err == nil {
-		name = u.Username
-	}
-	if len(o.users) >= maxCache {
-		clear(o.users)
-	}
-	o.users[uid] = name
-	return name
 }
 
 // close releases the sock_diag socket.

@@ -15,7 +15,7 @@ import (
 type Monitor struct {
 	cfg      Config
 	diag     sockDiag
-	proc     *procIndex
+	proc     *ProcIndex
 	socks    []Socket
 	seen     map[flowKey]*flowState // flows of the last (and current) poll
 	gen      uint64                 // poll count
@@ -72,7 +72,7 @@ func New(cfg Config) *Monitor {
 		cfg.Now = time.Now
 	}
 	return &Monitor{
-		cfg: cfg, proc: newProcIndex(cfg.ProcRoot),
+		cfg: cfg, proc: NewProcIndex(cfg.ProcRoot),
 		seen: map[flowKey]*flowState{}, listen: map[listenKey]struct{}{},
 	}
 }
@@ -242,7 +242,7 @@ func (m *Monitor) Poll() ([]Flow, error) {
 		}
 		fresh = append(fresh, i)
 		if s.Inode != 0 {
-			if _, known := m.proc.owner[s.Inode]; !known {
+			if _, known := m.proc.Owner(s.Inode); !known {
 				needScan = true
 			}
 		}
@@ -256,7 +256,7 @@ func (m *Monitor) Poll() ([]Flow, error) {
 		return nil, nil
 	}
 	if needScan {
-		m.proc.scan()
+		m.proc.Scan()
 	}
 	now := m.cfg.Now()
 	flows := make([]Flow, 0, len(fresh))
@@ -275,7 +275,7 @@ func (m *Monitor) Poll() ([]Flow, error) {
 			FirstSeen:  now,
 		}
 		if s.Inode != 0 { // the kernel reports uid 0 for TIME_WAIT sockets
-			f.UID, f.User = s.UID, m.proc.user(s.UID)
+			f.UID, f.User = s.UID, m.proc.User(s.UID)
 		}
 		if s.Proto == ProtoUDP {
 			f.Protocol = "udp"
@@ -287,11 +287,11 @@ func (m *Monitor) Poll() ([]Flow, error) {
 			Proto: s.Proto, SrcIP: f.LocalIP, DstIP: f.RemoteIP, SrcPort: f.LocalPort, DstPort: f.RemotePort,
 		})
 		if s.Inode != 0 {
-			if pid, ok := m.proc.owner[s.Inode]; ok {
+			if pid, ok := m.proc.Owner(s.Inode); ok {
 				f.PID = pid
 				e, ok := exes[pid]
 				if !ok {
-					e[0], e[1] = m.proc.exe(pid)
+					e[0], e[1] = m.proc.Exe(pid)
 					exes[pid] = e
 				}
 				f.Exe, f.ExeSHA256 = e[0], e[1]

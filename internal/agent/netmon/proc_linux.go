@@ -16,8 +16,10 @@ import (
 // maxHashCache bounds the executable hash cache; it is emptied when full.
 const maxHashCache = 4096
 
-// procIndex finds the processes owning socket inodes and describes them.
-type procIndex struct {
+// ProcIndex finds the processes owning socket inodes and describes them
+// (their executable with its SHA-256, their user), from /proc. The DNS
+// monitor uses it too. A ProcIndex is used by one goroutine at a time.
+type ProcIndex struct {
 	root   string
 	owner  map[uint64]int // socket inode → pid, from the last scan
 	hashes map[exeKey]string
@@ -33,17 +35,19 @@ type exeKey struct {
 	size      int64
 }
 
-func newProcIndex(root string) *procIndex {
-	return &procIndex{
+// NewProcIndex returns an index over the proc file system at root
+// ("/proc" normally).
+func NewProcIndex(root string) *ProcIndex {
+	return &ProcIndex{
 		root: root, owner: map[uint64]int{}, hashes: map[exeKey]string{},
 		users: map[uint32]string{}, link: make([]byte, 64),
 	}
 }
 
-// scan rebuilds the inode → pid map from /proc/<pid>/fd. Processes and fds
+// Scan rebuilds the inode → pid map from /proc/<pid>/fd. Processes and fds
 // that vanish or cannot be read (other users' processes when not root) are
 // skipped.
-func (p *procIndex) scan() {
+func (p *ProcIndex) Scan() {
 	clear(p.owner)
 	d, err := os.Open(p.root)
 	if err != nil {
@@ -62,7 +66,13 @@ func (p *procIndex) scan() {
 
 var socketPrefix = []byte("socket:[")
 
-func (p *procIndex) scanPID(pid int, name string) {
+// Owner returns the process holding the socket inode at the last Scan.
+func (p *ProcIndex) Owner(inode uint64) (pid int, ok bool) {
+	pid, ok = p.owner[inode]
+	return pid, ok
+}
+
+func (p *ProcIndex) scanPID(pid int, name string) {
 	f, err := os.Open(p.root + "/" + name + "/fd")
 	if err != nil {
 		return
@@ -82,9 +92,9 @@ func (p *procIndex) scanPID(pid int, name string) {
 	}
 }
 
-// exe returns the executable path and SHA-256 of pid, hashing each
+// Exe returns the executable path and SHA-256 of pid, hashing each
 // executable file once per (device, inode, mtime, size).
-func (p *procIndex) exe(pid int) (string, string) {
+func (p *ProcIndex) Exe(pid int) (path, digest string) {
 	link := filepath.Join(p.root, strconv.Itoa(pid), "exe")
 	path, err := os.Readlink(link)
 	if err != nil {
@@ -115,8 +125,8 @@ func (p *procIndex) exe(pid int) (string, string) {
 	return path, sum
 }
 
-// user returns the name of uid, or the uid in decimal.
-func (p *procIndex) user(uid uint32) string {
+// User returns the name of uid, or the uid in decimal.
+func (p *ProcIndex) User(uid uint32) string {
 	if n, ok := p.users[uid]; ok {
 		return n
 	}
