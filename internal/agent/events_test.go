@@ -28,23 +28,33 @@ func journalTypes(t *testing.T, d *daemon) []string {
 	return out
 }
 
+// openJournalDaemon loads the enrolled state in dir with the test
+// configuration (changed by change, if not nil) and opens its journal,
+// closed when the test ends.
+func openJournalDaemon(t *testing.T, dir string, change func(*Config)) *daemon {
+	t.Helper()
+	cfg := testConfig(dir)
+	if change != nil {
+		change(&cfg)
+	}
+	d := &daemon{cfg: cfg.withDefaults(), log: slog.New(slog.DiscardHandler), dir: dir}
+	if err := d.load(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.openEvents(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.closeEvents)
+	return d
+}
+
 // TestEventJournalOpen: the first start records the enrolment once, and an
 // unreadable journal is kept aside and replaced, with the failure recorded.
 func TestEventJournalOpen(t *testing.T) {
 	srv := newServer(t)
 	dir := t.TempDir()
 	st := enroll(t, srv, dir, false)
-	open := func() *daemon {
-		d := &daemon{cfg: testConfig(dir).withDefaults(), log: slog.New(slog.DiscardHandler), dir: dir}
-		if err := d.load(); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.openEvents(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(d.closeEvents)
-		return d
-	}
+	open := func() *daemon { return openJournalDaemon(t, dir, nil) }
 	d := open()
 	if got := journalTypes(t, d); len(got) != 1 || got[0] != events.TypeEnrolment {
 		t.Fatalf("first start journal: %v", got)
@@ -81,17 +91,7 @@ func TestJournalVerifiedAtStart(t *testing.T) {
 	srv := newServer(t)
 	dir := t.TempDir()
 	st := enroll(t, srv, dir, false)
-	open := func() *daemon {
-		d := &daemon{cfg: testConfig(dir).withDefaults(), log: slog.New(slog.DiscardHandler), dir: dir}
-		if err := d.load(); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.openEvents(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(d.closeEvents)
-		return d
-	}
+	open := func() *daemon { return openJournalDaemon(t, dir, nil) }
 	d := open()
 	for _, p := range []string{"/etc/first", "/etc/second", "/etc/third"} {
 		d.recordEvent(events.TypeIntegrityResult, events.SeverityInformational, events.IntegrityResult{Check: "file", Outcome: "pass", Path: p})
@@ -137,19 +137,7 @@ func TestConfigDrift(t *testing.T) {
 	srv := newServer(t)
 	dir := t.TempDir()
 	enroll(t, srv, dir, false)
-	open := func(change func(*Config)) *daemon {
-		cfg := testConfig(dir)
-		change(&cfg)
-		d := &daemon{cfg: cfg.withDefaults(), log: slog.New(slog.DiscardHandler), dir: dir}
-		if err := d.load(); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.openEvents(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(d.closeEvents)
-		return d
-	}
+	open := func(change func(*Config)) *daemon { return openJournalDaemon(t, dir, change) }
 	changes := func(d *daemon) []events.ConfigChange {
 		recs, err := d.ev.j.Read(1, 100)
 		if err != nil {
