@@ -1,7 +1,6 @@
 package collect
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -205,91 +204,44 @@ func (k dnsKey) String() string {
 	return fmt.Sprintf("%s %s %s: %s", exe, dnsmon.TypeName(k.qtype), k.name, outcome)
 }
 
-// dnsLimiter applies the coalescing and the per-window limit, and counts
-// lost packets, like netLimiter.
+// dnsLimiter applies the coalescing (by dnsKey) and the per-window limit,
+// like netLimiter, and counts lost packets.
 type dnsLimiter struct {
-	window time.Duration
-	limit  int
-
-	start    time.Time
-	recorded map[dnsKey]int // queries recorded this window -> repeats since
-	order    []dnsKey
-	over     int
-	lost     map[string]uint64
+	coalescer[dnsKey]
+	lost map[string]uint64
 }
 
 func newDNSLimiter(window time.Duration, limit int) *dnsLimiter {
-	if window <= 0 {
-		window = DefaultWindow
-	}
 	if limit <= 0 {
 		limit = DefaultDNSLimit
 	}
-	return &dnsLimiter{window: window, limit: limit, recorded: map[dnsKey]int{}, lost: map[string]uint64{}}
+	return &dnsLimiter{coalescer: newCoalescer[dnsKey](window, limit, coalesceText{
+		eventType: events.TypeDNSQuery, coalesce: PolicyDNSCoalesce, rateLimit: PolicyDNSRateLimit,
+		repeatsOfThis:   "repeats of this DNS query",
+		repeatsOfOthers: "repeats of %d other DNS queries already recorded",
+		newOnes:         "new DNS queries",
+	}), lost: map[string]uint64{}}
 }
 
 // admit reports whether q is to be recorded, and counts it if not.
 func (l *dnsLimiter) admit(now time.Time, q *dnsmon.Query) bool {
-	if l.start.IsZero() {
-		l.start = now
-	}
-	k := dnsKeyOf(q)
-	if n, ok := l.recorded[k]; ok {
-		l.recorded[k] = n + 1
-		return false
-	}
-	if len(l.order) >= l.limit {
-		l.over++
-		return false
-	}
-	l.recorded[k] = 0
-	l.order = append(l.order, k)
-	return true
+	return l.coalescer.admit(now, dnsKeyOf(q))
 }
 
 // lose counts packets that did not become queries.
 func (l *dnsLimiter) lose(now time.Time, reason string, n uint64) {
-	if l.start.IsZero() {
-		l.start = now
-	}
+	l.begin(now)
 	l.lost[reason] += n
 }
 
 // roll ends the window if it is over (or final is set), recording notes
 // for what it kept out of the journal, and starts the next.
 func (l *dnsLimiter) roll(now time.Time, final bool, rec Recorder) {
-	if l.start.IsZero() || !final && now.Sub(l.start) < l.window {
+	if !l.due(now, final) {
 		return
 	}
 	when := span(l.start, now, l.window)
-	action := "record " + events.TypeDNSQuery
-	var rep []dnsKey
-	for _, k := range l.order {
-		if l.recorded[k] > 0 {
-			rep = append(rep, k)
-		}
-	}
-	slices.SortStableFunc(rep, func(a, b dnsKey) int { return cmp.Compare(l.recorded[b], l.recorded[a]) })
-	for i, k := range rep {
-		if i == maxCoalesceNotes {
-			n := 0
-			for _, k := range rep[i:] {
-				n += l.recorded[k]
-			}
-			rec.Record(events.TypePolicyDenial, events.SeverityInformational, events.PolicyDenial{
-				Policy: PolicyDNSCoalesce, Action: action,
-				Reason: fmt.Sprintf("%d repeats of %d other DNS queries already recorded, %s, not recorded one by one", n, len(rep)-i, when)})
-			break
-		}
-		rec.Record(events.TypePolicyDenial, events.SeverityInformational, events.PolicyDenial{
-			Policy: PolicyDNSCoalesce, Action: action, Target: clip(k.String(), 2048),
-			Reason: fmt.Sprintf("%d repeats of this DNS query, %s, not recorded one by one; the first was recorded", l.recorded[k], when)})
-	}
-	if l.over > 0 {
-		rec.Record(events.TypePolicyDenial, events.SeverityLow, events.PolicyDenial{
-			Policy: PolicyDNSRateLimit, Action: action,
-			Reason: fmt.Sprintf("%d new DNS queries %s not recorded: over the limit of %d dns.query events per window", l.over, when, l.limit)})
-	}
+	l.notes(when, rec)
 	reasons := make([]string, 0, len(l.lost))
 	for r := range l.lost {
 		reasons = append(reasons, r)
@@ -297,12 +249,8 @@ func (l *dnsLimiter) roll(now time.Time, final bool, rec Recorder) {
 	slices.Sort(reasons)
 	for _, r := range reasons {
 		rec.Record(events.TypePolicyDenial, events.SeverityLow, events.PolicyDenial{
-			Policy: PolicyDNSCaptureLoss, Action: action, Target: r,
+			Policy: PolicyDNSCaptureLoss, Action: "record " + events.TypeDNSQuery, Target: r,
 			Reason: fmt.Sprintf("%d DNS packets %s not recorded: %s", l.lost[r], when, r)})
 	}
-	l.start = time.Time{}
-	clear(l.recorded)
 	clear(l.lost)
-	l.order = l.order[:0]
-	l.over = 0
 }

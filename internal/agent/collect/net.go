@@ -1,13 +1,11 @@
 package collect
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/netmon"
@@ -150,84 +148,31 @@ func (k flowKey) String() string {
 	return fmt.Sprintf("%s %s %s -> %s", k.proto, k.dir, exe, netip.AddrPortFrom(k.remote, k.port))
 }
 
-// netLimiter applies the coalescing and the per-window limit. Windows are
-// consecutive: the first starts at the first flow, the next when a poll
-// finds the previous one over.
-type netLimiter struct {
-	window time.Duration
-	limit  int
-
-	start    time.Time
-	recorded map[flowKey]int // flows recorded this window -> repeats since
-	order    []flowKey
-	over     int // new flows past the limit
-}
+// netLimiter applies the coalescing (by flowKey) and the per-window limit
+// to new flows.
+type netLimiter struct{ coalescer[flowKey] }
 
 func newNetLimiter(window time.Duration, limit int) *netLimiter {
-	if window <= 0 {
-		window = DefaultWindow
-	}
 	if limit <= 0 {
 		limit = DefaultNetLimit
 	}
-	return &netLimiter{window: window, limit: limit, recorded: map[flowKey]int{}}
+	return &netLimiter{newCoalescer[flowKey](window, limit, coalesceText{
+		eventType: events.TypeNetConnection, coalesce: PolicyNetCoalesce, rateLimit: PolicyNetRateLimit,
+		repeatsOfThis:   "repeated connections of this flow",
+		repeatsOfOthers: "repeated connections of %d other flows already recorded",
+		newOnes:         "new connections",
+	})}
 }
 
 // admit reports whether f is to be recorded, and counts it if not.
 func (l *netLimiter) admit(now time.Time, f *netmon.Flow) bool {
-	if l.start.IsZero() {
-		l.start = now
-	}
-	k := keyOf(f)
-	if n, ok := l.recorded[k]; ok {
-		l.recorded[k] = n + 1
-		return false
-	}
-	if len(l.order) >= l.limit {
-		l.over++
-		return false
-	}
-	l.recorded[k] = 0
-	l.order = append(l.order, k)
-	return true
+	return l.coalescer.admit(now, keyOf(f))
 }
 
 // roll ends the window if it is over (or final is set), recording a note
 // for what it kept out of the journal, and starts the next.
 func (l *netLimiter) roll(now time.Time, final bool, rec Recorder) {
-	if l.start.IsZero() || !final && now.Sub(l.start) < l.window {
-		return
+	if l.due(now, final) {
+		l.notes(span(l.start, now, l.window), rec)
 	}
-	when := span(l.start, now, l.window)
-	var rep []flowKey
-	for _, k := range l.order {
-		if l.recorded[k] > 0 {
-			rep = append(rep, k)
-		}
-	}
-	slices.SortStableFunc(rep, func(a, b flowKey) int { return cmp.Compare(l.recorded[b], l.recorded[a]) })
-	for i, k := range rep {
-		if i == maxCoalesceNotes {
-			n := 0
-			for _, k := range rep[i:] {
-				n += l.recorded[k]
-			}
-			rec.Record(events.TypePolicyDenial, events.SeverityInformational, events.PolicyDenial{
-				Policy: PolicyNetCoalesce, Action: "record " + events.TypeNetConnection,
-				Reason: fmt.Sprintf("%d repeated connections of %d other flows already recorded, %s, not recorded one by one", n, len(rep)-i, when)})
-			break
-		}
-		rec.Record(events.TypePolicyDenial, events.SeverityInformational, events.PolicyDenial{
-			Policy: PolicyNetCoalesce, Action: "record " + events.TypeNetConnection, Target: clip(k.String(), 2048),
-			Reason: fmt.Sprintf("%d repeated connections of this flow, %s, not recorded one by one; the first was recorded", l.recorded[k], when)})
-	}
-	if l.over > 0 {
-		rec.Record(events.TypePolicyDenial, events.SeverityLow, events.PolicyDenial{
-			Policy: PolicyNetRateLimit, Action: "record " + events.TypeNetConnection,
-			Reason: fmt.Sprintf("%d new connections %s not recorded: over the limit of %d net.connection events per window", l.over, when, l.limit)})
-	}
-	l.start = time.Time{}
-	clear(l.recorded)
-	l.order = l.order[:0]
-	l.over = 0
 }
