@@ -179,6 +179,11 @@ func NormalizeURL(s string) (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("ioc: invalid URL %q: empty host", clip(s))
 	}
+	if !strings.Contains(host, ":") && (strings.HasPrefix(host, ".") || strings.HasSuffix(host, ".") || strings.Contains(host, "..")) {
+		// An empty label: "a..b", ".a", "a.." (one trailing dot is
+		// dropped above; a second would be dropped by a second pass).
+		return "", fmt.Errorf("ioc: invalid URL %q: empty label in the host name", clip(s))
+	}
 	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
 		port = ""
 	}
