@@ -142,7 +142,8 @@ func flatten(out map[string]string, prefix string, v any) {
 type Match struct {
 	Type string
 	// Where maps a field to its accepted values, separated by "|"; every
-	// entry must hold. Empty matches every signal of the type.
+	// entry must hold. A value ending in "*" accepts any value with that
+	// prefix. Empty matches every signal of the type.
 	Where map[string]string
 }
 
@@ -152,11 +153,22 @@ func (m *Match) matches(s *Signal) bool {
 	}
 	for f, want := range m.Where {
 		v, ok := s.Fields[f]
-		if !ok || !contains(strings.Split(want, "|"), v) {
+		if !ok || !accepts(strings.Split(want, "|"), v) {
 			return false
 		}
 	}
 	return true
+}
+
+// accepts reports whether v is one of the accepted values (a trailing "*"
+// accepting any value with the prefix before it).
+func accepts(accepted []string, v string) bool {
+	for _, a := range accepted {
+		if p, ok := strings.CutSuffix(a, "*"); ok && strings.HasPrefix(v, p) || a == v {
+			return true
+		}
+	}
+	return false
 }
 
 // Rule is one detection rule.

@@ -88,6 +88,10 @@ func TestRules(t *testing.T) {
 		{"local config change", eventSignal(t, 14, events.TypeConfigChange, events.ConfigChange{Setting: "collectors.net", Old: "on", New: "off", Source: "local"}, t0),
 			RuleConfigDrift, events.SeverityMedium, "collectors.net", "Setting collectors.net changed on the device from on to off"},
 		{"server config change", eventSignal(t, 15, events.TypeConfigChange, events.ConfigChange{Setting: "ioc_action", Old: "flag", New: "block", Source: "server"}, t0), "", 0, "", ""},
+		{"ioc block failed", eventSignal(t, 17, events.TypeConfigChange, events.ConfigChange{Setting: "ioc_block", New: "failed: nft is not available", Source: "server"}, t0),
+			RuleIoCBlockFailed, events.SeverityMedium, "", "IoC blocking is not enforced on the device: failed: nft is not available"},
+		{"ioc block installed", eventSignal(t, 18, events.TypeConfigChange, events.ConfigChange{Setting: "ioc_block", Old: "failed", New: "installed", Source: "server"}, t0), "", 0, "", ""},
+		{"other server change starting like it", eventSignal(t, 19, events.TypeConfigChange, events.ConfigChange{Setting: "ioc_action", Old: "flag", New: "failed: x", Source: "server"}, t0), "", 0, "", ""},
 		{"wipe", eventSignal(t, 16, events.TypeDeviceCommand, events.DeviceCommand{Action: "wipe", Outcome: "success", CommandID: "cmd-1"}, t0),
 			RuleDeviceCommand, events.SeverityMedium, "wipe", "Device wipe: success (command cmd-1)"},
 		{"net connection", eventSignal(t, 13, events.TypeNetConnection, events.NetConnection{Protocol: "tcp", Direction: "outbound", SrcIP: "192.0.2.1", SrcPort: 1, DstIP: "192.0.2.2", DstPort: 2, CommunityID: "1:x"}, t0), "", 0, "", ""},
@@ -127,6 +131,10 @@ func TestClears(t *testing.T) {
 	res = e.Evaluate(state(SignalAttestationPassed, nil))
 	if len(res.Cleared) != 1 || res.Cleared[0].Rule != RuleAttestationFailed {
 		t.Fatalf("attestation passed: %+v", res)
+	}
+	res = e.Evaluate(eventSignal(t, 1, events.TypeConfigChange, events.ConfigChange{Setting: "ioc_block", Old: "failed", New: "installed", Source: "server"}, t0))
+	if len(res.Fired) != 0 || len(res.Cleared) != 1 || res.Cleared[0].Rule != RuleIoCBlockFailed {
+		t.Fatalf("ioc block installed: %+v", res)
 	}
 }
 

@@ -27,6 +27,7 @@ const (
 	RuleAuthBruteForce    = "auth.repeated_failures"
 	RuleConfigDrift       = "config.drift"
 	RuleDeviceCommand     = "device.lock_wipe"
+	RuleIoCBlockFailed    = "ioc.block_failed"
 )
 
 // DefaultRules returns Bulwark's built-in rules (docs/alerts.md).
@@ -91,6 +92,13 @@ func DefaultRules() []Rule {
 			Match:       []Match{{Type: events.TypeConfigChange, Where: map[string]string{"source": "local"}}},
 			Key:         []string{"setting"},
 			Summary:     "Setting {setting} changed on the device from {old} to {new}",
+		},
+		{
+			ID: RuleIoCBlockFailed, Severity: events.SeverityMedium,
+			Description: "The fleet's IoC policy is block, but the device could not install its nftables rules (config.change of ioc_block to failed: ...): matches are flagged only. The device installing them later resolves it.",
+			Match:       []Match{{Type: events.TypeConfigChange, Where: map[string]string{"setting": "ioc_block", "new": "failed:*"}}},
+			Clears:      []Match{{Type: events.TypeConfigChange, Where: map[string]string{"setting": "ioc_block", "new": "installed"}}},
+			Summary:     "IoC blocking is not enforced on the device: {new}",
 		},
 		{
 			ID: RuleDeviceCommand, Severity: events.SeverityMedium,
