@@ -88,6 +88,7 @@ type iocState struct {
 // version of the indicators, built on first request.
 type iocDeviceSet struct {
 	version string
+	served  string // servedVersion for the configured device action, the ETag
 	once    sync.Once
 	json    []byte
 	gz      []byte
@@ -186,7 +187,9 @@ func (st *iocState) reload(ctx context.Context) error {
 	}
 	st.matcher.Store(m)
 	st.dirty = false
-	st.devSet.Store(&iocDeviceSet{version: hex.EncodeToString(h.Sum(nil)[:12]), inds: bySource})
+	d := &iocDeviceSet{version: hex.EncodeToString(h.Sum(nil)[:12]), inds: bySource}
+	d.served = d.servedVersion(st.s.cfg.IoC.deviceAction())
+	st.devSet.Store(d)
 	return nil
 }
 
@@ -1043,7 +1046,7 @@ func (d *iocDeviceSet) encode(now time.Time, action string) {
 				best[k] = entry{exp, src}
 			}
 		}
-		set := api.DeviceIoCSet{Version: d.servedVersion(action), GeneratedAt: now.UTC().Truncate(time.Second), Action: action,
+		set := api.DeviceIoCSet{Version: d.served, GeneratedAt: now.UTC().Truncate(time.Second), Action: action,
 			Indicators: make([]api.DeviceIoC, 0, len(best))}
 		for k, e := range best {
 			set.Indicators = append(set.Indicators, api.DeviceIoC{Type: k.t, Value: k.v, Expires: e.exp, Source: e.src})
@@ -1072,7 +1075,7 @@ func (st *iocState) deviceVersion() string {
 	if d == nil {
 		return ""
 	}
-	return d.servedVersion(st.s.cfg.IoC.deviceAction())
+	return d.served
 }
 
 // servedVersion is the version devices see: the indicators' version
@@ -1097,7 +1100,7 @@ func (c *IoCConfig) deviceAction() string {
 func (s *Server) handleDeviceIoC(w http.ResponseWriter, r *http.Request) error {
 	d := s.ioc.devSet.Load()
 	action := s.cfg.IoC.deviceAction()
-	version := d.servedVersion(action)
+	version := d.served
 	etag := `"` + version + `"`
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "no-cache")
