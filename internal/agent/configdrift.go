@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bulwark-iot/bulwark/internal/agent/state"
 	"github.com/bulwark-iot/bulwark/internal/events"
@@ -41,11 +42,17 @@ func securitySettings(c Config) map[string]string {
 		}
 		return strconv.FormatInt(n, 10)
 	}
+	dur := func(d time.Duration) string {
+		if d == 0 {
+			return "default"
+		}
+		return d.String()
+	}
 	cc := c.Collectors
 	return map[string]string{
 		"collectors.net":          onOff(cc.NetOff),
 		"collectors.net_limit":    num(int64(cc.NetLimit)),
-		"collectors.net_interval": orDefault(durationText(cc.NetInterval.String(), cc.NetInterval == 0)),
+		"collectors.net_interval": dur(cc.NetInterval),
 		"collectors.auth_log":     orDefault(cc.AuthLog),
 		"collectors.auth_limit":   num(int64(cc.AuthLimit)),
 		"collectors.dns":          onOff(cc.DNSOff),
@@ -54,20 +61,13 @@ func securitySettings(c Config) map[string]string {
 		"ioc.block":               onOff(c.IoC.BlockOff),
 		"ioc.nft":                 orDefault(strings.Join(c.IoC.NFT, " ")),
 		"events.max_bytes":        num(c.Events.MaxBytes),
-		"events.clock_threshold":  orDefault(durationText(c.Events.ClockThreshold.String(), c.Events.ClockThreshold == 0)),
+		"events.clock_threshold":  dur(c.Events.ClockThreshold),
 		"integrity.paths":         orDefault(strings.Join(c.IntegrityPaths, ",")),
 		"managed_binaries":        orDefault(strings.Join(c.ManagedBinaries, ",")),
 		"tpm":                     orDefault(c.TPM),
 		"platform_root":           orDefault(c.PlatformRoot),
 		"health_check":            orDefault(strings.Join(c.HealthCheck, " ")),
 	}
-}
-
-func durationText(s string, zero bool) string {
-	if zero {
-		return ""
-	}
-	return s
 }
 
 // recordConfigDrift compares the security-relevant settings of this run
